@@ -1,0 +1,77 @@
+"""The Typer application, the error-to-exit-code mapping, and the shared console."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from cce_bench import __version__
+from cce_bench.errors import CceBenchError
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+app = typer.Typer(
+    name="cce-bench",
+    help="Tune, train and compare cross entropy (CE) against Confusion-aware Cross Entropy (CCE) "
+    "for skin-lesion classification, with paired statistics over seeds.",
+    rich_markup_mode="rich",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(
+    help="Inspect, cache and synthesise datasets.", no_args_is_help=True, rich_markup_mode="rich"
+)
+app.add_typer(data_app, name="data")
+
+console = Console()
+err_console = Console(stderr=True, soft_wrap=True)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        console.print(f"cce-bench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Show the version."
+    ),
+) -> None:
+    """Tune, train and compare CE against CCE for skin-lesion classification."""
+
+
+def report_error(error: CceBenchError) -> None:
+    """Print a user error as one red line on stderr (the message is never parsed as markup)."""
+    message = " ".join(str(error).split())
+    err_console.print(f"[bold red]error:[/bold red] {escape(message)}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: run the app and turn user errors into exit code 2."""
+    import click
+
+    try:
+        result = app(args=argv, standalone_mode=False)
+    except CceBenchError as error:
+        report_error(error)
+        sys.exit(EXIT_BAD_INPUT)
+    except click.exceptions.Exit as exit_:
+        sys.exit(exit_.exit_code)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        err_console.print("[yellow]interrupted[/yellow]")
+        sys.exit(EXIT_INTERRUPTED)
+    sys.exit(result if isinstance(result, int) else 0)
+
+
+# Command modules register themselves on `app` / `data_app` when imported.
+from cce_bench.cli import commands  # noqa: E402, F401

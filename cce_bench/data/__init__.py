@@ -1,0 +1,1 @@
+"""Datasets: sources by name, leakage-free splits, a decode-once cache, batched augmentation."""

@@ -1,0 +1,73 @@
+"""The CLI shell: version, fast help, and the user-error-to-exit-code contract."""
+
+import subprocess
+import sys
+import time
+
+import pytest
+import typer
+
+from cce_bench import __version__
+from cce_bench.cli import app, main
+from cce_bench.errors import CceBenchError
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    code = "from cce_bench.cli import main; main()"
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_version_prints_package_version():
+    result = _cli("--version")
+    assert result.returncode == 0
+    assert __version__ in result.stdout
+
+
+def test_help_answers_fast_without_heavy_imports():
+    start = time.perf_counter()
+    result = _cli("--help")
+    elapsed = time.perf_counter() - start
+    assert result.returncode == 0
+    assert "Usage" in result.stdout
+    assert elapsed < 3.0  # < 1 s measured; generous for a loaded CI machine
+    probe = subprocess.run(
+        [sys.executable, "-c", "import sys, cce_bench.cli; print('torch' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert probe.stdout.strip() == "False"
+
+
+def test_user_error_exits_2_with_one_red_line(capsys):
+    @app.command("_raise-user-error", hidden=True)
+    def _raise() -> None:
+        raise CceBenchError("study file studies/x.toml: no such file;\n pass an existing path")
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["_raise-user-error"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "studies/x.toml" in err
+
+
+def test_unexpected_exception_keeps_traceback():
+    @app.command("_raise-bug", hidden=True)
+    def _bug() -> None:
+        raise RuntimeError("a bug")
+
+    with pytest.raises(RuntimeError, match="a bug"):
+        main(["_raise-bug"])
+
+
+def test_typer_exit_code_passes_through():
+    @app.command("_exit-3", hidden=True)
+    def _exit() -> None:
+        raise typer.Exit(3)
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["_exit-3"])
+    assert exit_info.value.code == 3
