@@ -2,7 +2,7 @@
 
 import importlib
 
-COMMAND_MODULES = ("data", "train", "study", "bench")
+COMMAND_MODULES = ("data", "train", "study", "report")
 
 for _name in COMMAND_MODULES:
     try:
