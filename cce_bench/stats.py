@@ -1,0 +1,329 @@
+"""Paired statistics over seeds: is the other arm better than the baseline, by how much, how sure.
+
+Seed i gives both arms the same initialisation, data order and augmentation stream (DESIGN.md,
+"Paired seeds"), so each seed yields a pair ``(a[i], b[i])`` of one metric, ``a`` the baseline
+arm (CE) and ``b`` the other (CCE), and the analysis runs on the differences ``d = b - a``:
+
+* :func:`paired_comparison`: mean difference with a t interval and a seeded bootstrap interval,
+  paired t-test, exact Wilcoxon signed-rank test, effect size d_z and the seeds needed for 80%
+  power;
+* :func:`holm`: Holm's step-down correction over the whole family of comparisons in one report;
+* :func:`mcnemar` and :func:`combine_pvalues`: per-image disagreement of the two arms at one
+  seed, combined over seeds;
+* :func:`corrected_resampled_t`: the Nadeau-Bengio test for studies whose split changes with
+  the seed;
+* :func:`verdict`: the plain sentence a report prints.
+
+The tests themselves come from scipy and statsmodels; this module fixes the conventions around
+them (zero and constant differences, NaN in a family) and documents each.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy import stats as scipy_stats
+from statsmodels.stats.contingency_tables import mcnemar as statsmodels_mcnemar
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.power import TTestPower
+from statsmodels.tools.sm_exceptions import ConvergenceWarning
+
+from cce_bench.errors import ResultsError
+
+
+class StatsInputError(ResultsError, ValueError):
+    """Per-seed values that cannot be compared as pairs (different lengths, NaN, empty)."""
+
+
+#: Significance level of every interval and test here; the report states it once.
+ALPHA = 0.05
+
+#: Power asked of a follow-up study in ``seeds_for_80_power`` (Cohen's conventional 0.8).
+TARGET_POWER = 0.8
+
+#: Metric values are ratios of image counts; rounding ``b - a`` to this many decimals makes
+#: differences that are equal in exact arithmetic equal in floating point too, so that ties are
+#: ties for Wilcoxon and constant differences have sd exactly 0 (scipy's wilcoxon docs advise it).
+DIFF_DECIMALS = 12
+
+#: Fewer seeds than this: every number is still computed, but the report marks it underpowered
+#: (issue 6; with n = 4 the exact two-sided Wilcoxon p cannot go below 0.125).
+MIN_SEEDS = 5
+
+#: Above this many seeds ``solve_power`` is trusted as is; below, its answer is checked stepwise.
+STEP_LIMIT = 1000
+
+
+def paired_differences(a: ArrayLike, b: ArrayLike) -> np.ndarray:
+    """``d = b - a`` as float64, validated and rounded to :data:`DIFF_DECIMALS`."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.ndim != 1 or a.shape != b.shape or a.size == 0:
+        raise StatsInputError(
+            f"paired values need two non-empty 1-D arrays of equal length (one value per seed), "
+            f"got shapes {a.shape} and {b.shape}; keep only the seeds both arms completed"
+        )
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise StatsInputError(
+            "paired values contain NaN or infinity; drop the seeds whose metric is undefined "
+            "(e.g. macro AUC without both classes) in both arms before comparing"
+        )
+    return np.round(b - a, DIFF_DECIMALS)
+
+
+def _t_summary(d: np.ndarray) -> tuple[float, float, float]:
+    """95% t interval of mean(d) and the paired t-test p (scipy ``ttest_rel`` on ``b, a``).
+
+    Constant differences have sd 0, where the t statistic is 0/0 or ±inf. Defined here as: all
+    zero -> interval [0, 0], p = 1 (no difference at all); constant non-zero c -> interval
+    [c, c] and p = NaN, because "every seed moved by exactly c" is typically two or three seeds
+    each gaining the same one image, and scipy's p = 0 there would read as certainty. NaN drops
+    out of the Holm family and its verdict is "no evidence"; the Wilcoxon p still applies.
+    """
+    n, mean = d.size, float(d.mean())
+    if n < 2:
+        return math.nan, math.nan, math.nan
+    if np.all(d == d[0]):
+        return mean, mean, 1.0 if mean == 0.0 else math.nan
+    result = scipy_stats.ttest_1samp(d, 0.0)  # identical to ttest_rel(b, a)
+    interval = result.confidence_interval(confidence_level=1 - ALPHA)
+    return float(interval.low), float(interval.high), float(result.pvalue)
+
+
+def _bootstrap_interval(d: np.ndarray, seed: int, n_boot: int) -> tuple[float, float]:
+    """95% percentile bootstrap interval of mean(d), resampling seeds (scipy ``bootstrap``).
+
+    Percentile rather than BCa: with the 3-10 seeds a study runs, BCa's acceleration is a
+    jackknife over as many points and buys no accuracy, and it is undefined (NaN) for constant
+    differences, where the percentile interval is the honest [c, c].
+    """
+    if d.size < 2:
+        return math.nan, math.nan
+    if np.all(d == d[0]):
+        return float(d[0]), float(d[0])
+    result = scipy_stats.bootstrap(
+        (d,),
+        np.mean,
+        n_resamples=n_boot,
+        confidence_level=1 - ALPHA,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def wilcoxon_pvalue(d: np.ndarray) -> float:
+    """Two-sided Wilcoxon signed-rank p of ``d``, exact for small n.
+
+    Zero differences are discarded first (``zero_method="wilcox"``, Wilcoxon 1945), the
+    textbook convention: a seed where both arms scored the same says nothing about the sign.
+    scipy then computes the exact null distribution when there are no ties and n <= 50, and an
+    exhaustive permutation over all sign flips when ties remain and n <= 13 (exact too);
+    larger n use the normal approximation. All differences zero: p = 1.0 (no evidence), where
+    scipy would give NaN.
+    """
+    if np.count_nonzero(d) == 0:
+        return 1.0
+    return float(scipy_stats.wilcoxon(d, zero_method="wilcox", method="auto").pvalue)
+
+
+def paired_t_power(d_z: float, n: int, *, alpha: float = ALPHA) -> float:
+    """Power of the two-sided paired t-test with n seeds at effect size d_z.
+
+    The noncentral t formula statsmodels ``TTestPower.power`` uses (noncentrality
+    ``d_z * sqrt(n)``, n - 1 degrees of freedom), evaluated with scipy directly because
+    statsmodels returns NaN at large noncentrality (measured: d_z = 10, n = 3).
+    """
+    df, noncentrality = n - 1, abs(d_z) * math.sqrt(n)
+    critical = scipy_stats.t.ppf(1 - alpha / 2, df)
+    upper = scipy_stats.nct.sf(critical, df, noncentrality)
+    lower = scipy_stats.nct.cdf(-critical, df, noncentrality)
+    return float(upper + lower)
+
+
+def seeds_for_power(d_z: float, *, power: float = TARGET_POWER, alpha: float = ALPHA) -> int | None:
+    """Smallest number of seeds at which a two-sided paired t-test reaches ``power`` for ``d_z``.
+
+    statsmodels ``TTestPower().solve_power`` (a one-sample t-test on the differences is the
+    paired t-test) gives a real-valued n; its root finder clips at n = 2 and fails for huge
+    effects (measured: d_z = 10 returns 2.0 although the power at n = 2 is 0.73; d_z = 100
+    returns NaN), so its answer is rounded up and then stepped, with :func:`paired_t_power`, to
+    the exact smallest integer n >= 2. None when d_z is 0 or not finite: no finite study
+    detects a null effect, and an infinite d_z (constant differences) has no power calculation;
+    also None for |d_z| so small (below ~1e-9) that the solver fails.
+    """
+    if not math.isfinite(d_z) or d_z == 0.0:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        estimate = TTestPower().solve_power(effect_size=abs(d_z), alpha=alpha, power=power)
+    if not np.isfinite(estimate) and abs(d_z) < 1.0:
+        return None  # |d_z| below ~1e-9: the solver fails, and > 1e18 seeds means "never"
+    if np.isfinite(estimate) and estimate > STEP_LIMIT:
+        return math.ceil(estimate)  # the solver is accurate here, and stepping would crawl
+    nobs = max(2, math.ceil(estimate)) if np.isfinite(estimate) else 2
+    while paired_t_power(d_z, nobs, alpha=alpha) < power:
+        nobs += 1
+    while nobs > 2 and paired_t_power(d_z, nobs - 1, alpha=alpha) >= power:
+        nobs -= 1
+    return int(nobs)
+
+
+def _effect_size(d: np.ndarray) -> tuple[float, float]:
+    """(sd of d with ddof 1, d_z = mean / sd); d_z is 0 for all-zero d and ±inf for constant d."""
+    if d.size < 2:
+        return math.nan, math.nan
+    sd, mean = float(d.std(ddof=1)), float(d.mean())
+    if sd == 0.0:
+        return 0.0, 0.0 if mean == 0.0 else math.copysign(math.inf, mean)
+    return sd, mean / sd
+
+
+def paired_comparison(a: ArrayLike, b: ArrayLike, seed: int = 0, n_boot: int = 10000) -> dict:
+    """Compare two arms over paired seeds: effect, intervals, tests, effect size, power.
+
+    Args:
+        a: the baseline arm's metric per seed (CE).
+        b: the other arm's metric per seed (CCE), same seeds in the same order.
+        seed: seeds the bootstrap's ``numpy.random.Generator``, so a report rebuilds identically.
+        n_boot: bootstrap resamples.
+
+    Returns:
+        ``n``, ``mean_a``, ``mean_b``, ``mean_diff`` (mean of ``d = b - a``), ``sd_diff`` (ddof
+        1), ``t_ci_low``/``t_ci_high`` (95% t interval), ``boot_ci_low``/``boot_ci_high`` (95%
+        percentile bootstrap), ``t_pvalue`` (paired t), ``wilcoxon_pvalue``, ``n_zero_diffs``
+        (seeds with d = 0, discarded by Wilcoxon), ``d_z`` (mean(d) / sd(d)),
+        ``seeds_for_80_power`` and ``underpowered`` (n < 5). With one seed the spread-based
+        values are NaN. Constant differences: see :func:`_t_summary` and :func:`_effect_size`.
+    """
+    d = paired_differences(a, b)
+    t_low, t_high, t_p = _t_summary(d)
+    boot_low, boot_high = _bootstrap_interval(d, seed, n_boot)
+    sd, d_z = _effect_size(d)
+    return {
+        "n": int(d.size),
+        "mean_a": float(np.mean(a)),
+        "mean_b": float(np.mean(b)),
+        "mean_diff": float(d.mean()),
+        "sd_diff": sd,
+        "t_ci_low": t_low,
+        "t_ci_high": t_high,
+        "boot_ci_low": boot_low,
+        "boot_ci_high": boot_high,
+        "t_pvalue": t_p,
+        "wilcoxon_pvalue": wilcoxon_pvalue(d),
+        "n_zero_diffs": int(np.count_nonzero(d == 0.0)),
+        "d_z": d_z,
+        "seeds_for_80_power": seeds_for_power(d_z),
+        "underpowered": bool(d.size < MIN_SEEDS),
+    }
+
+
+def holm(pvalues: ArrayLike) -> np.ndarray:
+    """Holm's step-down adjusted p-values (statsmodels ``multipletests(method="holm")``).
+
+    Holm controls the family-wise error rate under any dependence between the tests, which the
+    comparisons of one report have (the same runs feed every metric). NaN p-values (tests that
+    could not be computed) stay NaN and are left out of the family, so they neither count
+    towards the number of tests nor hide a result. Order is preserved.
+    """
+    p = np.asarray(pvalues, dtype=np.float64).ravel()
+    finite = ~np.isnan(p)
+    if np.any((p[finite] < 0) | (p[finite] > 1)):
+        raise StatsInputError(f"p-values must lie in [0, 1], got {p[finite].tolist()}")
+    adjusted = np.full_like(p, np.nan)
+    if finite.any():
+        adjusted[finite] = multipletests(p[finite], method="holm")[1]
+    return adjusted
+
+
+def mcnemar(pred_a: ArrayLike, pred_b: ArrayLike, y_true: ArrayLike) -> float:
+    """Exact McNemar p of two arms' per-image correctness on the same images (one seed).
+
+    Only the discordant images count: ``n_ab`` right under ``a`` and wrong under ``b``, ``n_ba``
+    the reverse; under the null each is equally likely, so the exact test is a two-sided
+    binomial test of ``n_ab`` out of ``n_ab + n_ba`` at 1/2 (statsmodels ``mcnemar(table,
+    exact=True)``). No discordant image gives p = 1.
+    """
+    pred_a, pred_b, y_true = (np.asarray(x).ravel() for x in (pred_a, pred_b, y_true))
+    if not (pred_a.shape == pred_b.shape == y_true.shape) or y_true.size == 0:
+        raise StatsInputError(
+            f"McNemar needs both arms' predictions for the same images, got {pred_a.size}, "
+            f"{pred_b.size} predictions and {y_true.size} labels; load both arms' predictions "
+            "of one seed (same image_ids)"
+        )
+    right_a, right_b = pred_a == y_true, pred_b == y_true
+    table = [
+        [np.count_nonzero(right_a & right_b), np.count_nonzero(right_a & ~right_b)],
+        [np.count_nonzero(~right_a & right_b), np.count_nonzero(~right_a & ~right_b)],
+    ]
+    return float(statsmodels_mcnemar(table, exact=True).pvalue)
+
+
+def combine_pvalues(pvalues: ArrayLike) -> float:
+    """Fisher's combination of per-seed McNemar p-values (scipy ``combine_pvalues``).
+
+    Why Fisher: its statistic ``-2 Σ log p`` is the most sensitive of the standard combiners to a
+    consistent effect that is weak at each seed, which is what a better loss would show; it is
+    also scipy's default, so the number is easy to reproduce. Caveat, stated in the report: it
+    assumes independent p-values, while the seeds of one split score the same test images, so
+    the combined p is optimistic; the per-seed paired tests with Holm stay the primary evidence.
+    NaN entries are ignored; none left gives NaN.
+    """
+    p = np.asarray(pvalues, dtype=np.float64).ravel()
+    p = p[~np.isnan(p)]
+    if p.size == 0:
+        return math.nan
+    with np.errstate(divide="ignore"):  # a p of exactly 0 combines to 0, as it should
+        return float(scipy_stats.combine_pvalues(p, method="fisher").pvalue)
+
+
+def corrected_resampled_t(a: ArrayLike, b: ArrayLike, test_fraction: float) -> float:
+    """Two-sided p of the Nadeau & Bengio (2003) corrected resampled t-test.
+
+    When each seed draws its own train/test split, the seeds' test sets overlap and the
+    differences are correlated, so the plain paired t-test is far too liberal. Nadeau & Bengio
+    inflate the variance of the mean difference from ``var(d) / n`` to
+    ``var(d) * (1/n + n_test/n_train)``, with ``n_test/n_train = f / (1 - f)`` for test
+    fraction ``f``; t has n - 1 degrees of freedom. Constant differences follow
+    :func:`_t_summary` (all zero -> 1, constant non-zero -> NaN); one seed gives NaN.
+    """
+    if not 0.0 < test_fraction < 1.0:
+        raise StatsInputError(
+            f"test_fraction must be strictly between 0 and 1, got {test_fraction}; "
+            "pass the study's data.test_fraction"
+        )
+    d = paired_differences(a, b)
+    n, mean = d.size, float(d.mean())
+    if n < 2:
+        return math.nan
+    variance = float(d.var(ddof=1))
+    if variance == 0.0:
+        return 1.0 if mean == 0.0 else math.nan
+    ratio = test_fraction / (1.0 - test_fraction)
+    t = mean / math.sqrt((1.0 / n + ratio) * variance)
+    return float(2.0 * scipy_stats.t.sf(abs(t), df=n - 1))
+
+
+def verdict(
+    mean_diff: float,
+    adjusted_p: float,
+    *,
+    alpha: float = ALPHA,
+    higher_is_better: bool = True,
+    better: str = "CCE",
+    worse: str = "CE",
+) -> str:
+    """The plain verdict of one comparison: "CCE better", "CE better" or "no evidence".
+
+    ``better`` names arm b and ``worse`` arm a (d = b - a); the verdict names the arm the
+    difference favours, given the metric's direction (``HIGHER_IS_BETTER`` in metrics), when
+    the Holm-adjusted p is below ``alpha``. A NaN p or a zero difference is "no evidence".
+    """
+    if math.isnan(adjusted_p) or adjusted_p >= alpha or mean_diff == 0.0:
+        return "no evidence"
+    b_wins = (mean_diff > 0) == higher_is_better
+    return f"{better} better" if b_wins else f"{worse} better"
