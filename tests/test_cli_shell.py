@@ -71,3 +71,10 @@ def test_typer_exit_code_passes_through():
     with pytest.raises(SystemExit) as exit_info:
         main(["_exit-3"])
     assert exit_info.value.code == 3
+
+
+def test_unknown_option_is_a_usage_error_with_exit_2():
+    result = _cli("--no-such-option")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "no-such-option" in result.stderr

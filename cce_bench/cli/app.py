@@ -53,21 +53,35 @@ def report_error(error: CceBenchError) -> None:
     err_console.print(f"[bold red]error:[/bold red] {escape(message)}")
 
 
+def _click_exception_types() -> tuple[
+    type[Exception], type[Exception], tuple[type[BaseException], ...]
+]:
+    """(usage error base, exit, abort) classes of whichever click Typer runs on.
+
+    Typer >= 0.29 vendors its own click (``typer._click``) whose exceptions are not subclasses of
+    the ``click`` package's; older Typer uses ``click`` itself.
+    """
+    try:
+        from typer._click.exceptions import ClickException
+    except ImportError:  # Typer < 0.29
+        from click import ClickException
+    return ClickException, typer.Exit, (typer.Abort, KeyboardInterrupt)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the app and turn user errors into exit code 2."""
-    import click
-
+    click_exception, exit_type, abort_types = _click_exception_types()
     try:
         result = app(args=argv, standalone_mode=False)
     except CceBenchError as error:
         report_error(error)
         sys.exit(EXIT_BAD_INPUT)
-    except click.exceptions.Exit as exit_:
+    except exit_type as exit_:
         sys.exit(exit_.exit_code)
-    except click.ClickException as error:
+    except click_exception as error:
         error.show()
-        sys.exit(error.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+        sys.exit(EXIT_BAD_INPUT)
+    except abort_types:
         err_console.print("[yellow]interrupted[/yellow]")
         sys.exit(EXIT_INTERRUPTED)
     sys.exit(result if isinstance(result, int) else 0)
