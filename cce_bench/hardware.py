@@ -1,0 +1,148 @@
+"""The device side of a run: which device, which precision, which layout, what it cost.
+
+Kept apart from ``cce_bench.train`` so the training loop reads as the recipe; everything here
+is a small function of the spec's device settings and the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from cce_bench.runspec import RunSpecError
+
+if TYPE_CHECKING:
+    import torch
+
+    from cce_bench.data.labeled import PreparedData
+
+#: On CUDA a part's images are uploaded once when they take at most this share of free memory;
+#: a per-batch host-to-device copy is the fallback (HAM10000 at 380 px is 4.3 GB as uint8).
+CUDA_RESIDENT_FRACTION = 0.25
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks the first CUDA GPU when one is visible, else the CPU."""
+    import torch
+
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RunSpecError("run setting device = 'cuda' but no CUDA GPU is visible; use 'auto'")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def set_backend_flags(device: torch.device, deterministic: bool) -> None:
+    """Set, on every run, the global flags that decide which kernels run.
+
+    cuDNN autotuning picks kernels by timing, so it is on only when determinism is not asked
+    for. ``deterministic`` also selects PyTorch's deterministic kernels (warning where none
+    exists) and cuBLAS's fixed workspace, which takes effect only if cuBLAS has not started yet
+    in this process (PyTorch's reproducibility notes). On CPU runs are deterministic anyway.
+    """
+    import torch
+
+    if deterministic and device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.benchmark = device.type == "cuda" and not deterministic
+    torch.backends.cudnn.deterministic = deterministic
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """``auto``: bf16 on GPUs that have it (no loss scaling needed), else fp16; fp32 on CPU."""
+    import torch
+
+    if precision == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if precision == "fp16" and device.type != "cuda":
+        raise RunSpecError("run setting precision = 'fp16' needs a CUDA device; use bf16 or fp32")
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def memory_format(channels_last: bool) -> torch.memory_format:
+    """NHWC when ``channels_last`` (see ``cce_bench.train`` for the measured speed-ups)."""
+    import torch
+
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak CUDA allocation since the run started; on CPU the process's peak resident set,
+    which in a pooled worker includes earlier runs (Linux offers no per-interval peak)."""
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def device_label(device: torch.device) -> str:
+    """``cpu`` or ``cuda:0 (NVIDIA H100 80GB HBM3)``: timings are only comparable per card."""
+    import torch
+
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    return "cpu"
+
+
+def library_versions(device: torch.device) -> dict[str, str]:
+    """Versions that change numbers between otherwise identical runs, for the run record."""
+    import timm
+    import torch
+
+    import cce_bench
+
+    versions = {
+        "cce_bench": cce_bench.__version__,
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+    if device.type == "cuda":
+        versions["cuda"] = str(torch.version.cuda)
+        versions["cudnn"] = str(torch.backends.cudnn.version())
+    return versions
+
+
+class PartOnDevice:
+    """Batches of one part's uint8 images and labels, on the training device.
+
+    On CUDA the part is uploaded once when it fits (``CUDA_RESIDENT_FRACTION``), so a step
+    costs no host gather or transfer; otherwise, and on CPU, each batch is gathered from the
+    (possibly memory-mapped, read-only) array by numpy fancy indexing, which also copies it.
+    """
+
+    def __init__(self, data: PreparedData, indices: np.ndarray, device: torch.device) -> None:
+        import torch
+
+        self.data, self.indices, self.device = data, indices, device
+        self.labels = torch.from_numpy(data.labels[indices].astype(np.int64)).to(device)
+        self.resident = None
+        if device.type == "cuda":
+            needed = len(indices) * int(np.prod(data.images.shape[1:]))
+            if needed <= CUDA_RESIDENT_FRACTION * torch.cuda.mem_get_info(device)[0]:
+                self.resident = torch.from_numpy(data.images[indices]).to(device)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def batch(self, positions: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 ``[B, H, W, 3]`` images and int64 labels at ``positions`` within the part."""
+        import torch
+
+        where = torch.from_numpy(positions).to(self.device)
+        if self.resident is not None:
+            return self.resident[where], self.labels[where]
+        images = torch.from_numpy(self.data.images[self.indices[positions]])
+        if self.device.type == "cuda":
+            images = images.pin_memory().to(self.device, non_blocking=True)
+        return images, self.labels[where]
