@@ -1,0 +1,396 @@
+"""Load a study file and validate all of it before any work starts (issue 5, issue 7).
+
+``load_study`` reads the TOML, walks it against the schema (:mod:`cce_bench.config_schema`,
+read by :mod:`cce_bench.config_reader`: unknown keys, types, bounds), then checks what needs a
+registry or several keys at once, in the order a user reads the file: ``name``, ``[data]``,
+``[models]``, ``[losses]``, ``[train]``, ``[tune]``, ``[resources]``. The first problem raises a
+``StudyFileError`` naming the file, the dotted key, what is wrong and the fix. Nothing has been
+read, built or written yet, so a typo costs seconds, not a GPU-day.
+
+Paths: a relative path inside a study file is relative to that file's folder, so a study means
+the same wherever it is run from; ``--data`` (``data_path``) is relative to the current
+directory, like any shell argument. Loaded paths are absolute, so the copy a study keeps in
+``results/<name>/study.toml`` reads back to an equal spec.
+
+The registries are imported inside the checks: ``import cce_bench.config`` stays cheap for
+``cce-bench --help``, and ``load_study`` pays for timm (about 4 s, once) only when it runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from cce_bench.config_reader import StudyFileError, read_table, unknown_choice_detail
+from cce_bench.config_schema import (
+    BUDGET_KEYS,
+    DataSpec,
+    EvaluateSpec,
+    LossesSpec,
+    ModelsSpec,
+    ResourcesSpec,
+    SearchSpace,
+    StudySpec,
+    TrainSpec,
+    TuneSpec,
+    diff_studies,
+)
+from cce_bench.errors import DataError, ModelError, StudyConfigError
+
+__all__ = [
+    "BUDGET_KEYS",
+    "DataSpec",
+    "EvaluateSpec",
+    "LossesSpec",
+    "ModelsSpec",
+    "ResourcesSpec",
+    "SearchSpace",
+    "StudyFileError",
+    "StudySpec",
+    "TrainSpec",
+    "TuneSpec",
+    "default_study_path",
+    "diff_studies",
+    "load_study",
+    "study_from_dict",
+]
+
+SYNTHETIC = "synthetic"
+#: Defaults of the synthetic-only keys: 1500 images is issue 5's quickstart size, 0.5 the
+#: generator's own default difficulty (``cce_bench.data.synthetic``).
+SYNTHETIC_DEFAULTS: dict[str, Any] = {"n_images": 1500, "difficulty": 0.5}
+#: ``[data]`` keys passed to the source's loader as options (docs/interfaces.md, "Data").
+SOURCE_OPTIONS: tuple[str, ...] = ("n_images", "difficulty", "metadata")
+#: Sources that ship their own train/val/test assignment (MedMNIST's DermaMNIST).
+OFFICIAL_SPLIT_SOURCES: tuple[str, ...] = ("dermamnist",)
+#: A results folder name that is safe on Linux, macOS and Windows: letters, digits, ``._-``,
+#: no leading dot or dash (hidden files, CLI flags), no trailing dot (Windows drops it).
+SAFE_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,98}[A-Za-z0-9_-])?")
+QUICKSTART = "quickstart.toml"
+
+
+def load_study(
+    path: str | os.PathLike[str], *, data_path: str | os.PathLike[str] | None = None
+) -> StudySpec:
+    """Read and validate a study file; ``data_path`` (``--data``) overrides ``data.path``.
+
+    Raises ``StudyFileError`` (a ``StudyConfigError``) for the first problem found.
+    """
+    path = Path(path)
+    return study_from_dict(
+        read_study_file(path), origin=str(path), base_dir=path.parent, data_path=data_path
+    )
+
+
+def study_from_dict(
+    table: dict[str, Any],
+    *,
+    origin: str = "<study>",
+    base_dir: Path | None = None,
+    data_path: str | os.PathLike[str] | None = None,
+) -> StudySpec:
+    """Validate a parsed study (e.g. a stored ``study.toml``); ``origin`` names it in messages."""
+    spec = read_table(StudySpec, table, origin)
+    return _StudyChecks(origin, base_dir or Path.cwd()).check(spec, data_path)
+
+
+def read_study_file(path: Path) -> dict[str, Any]:
+    """The parsed TOML of a study file, or one ``StudyFileError`` saying why it cannot be read."""
+    origin = str(path)
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError as error:
+        raise StudyFileError(
+            origin,
+            None,
+            "study file not found; check the path (shipped studies: studies/quickstart.toml, "
+            "studies/paper-ham10000.toml, studies/lesion-ham10000.toml, studies/dermamnist.toml)",
+        ) from error
+    except IsADirectoryError as error:
+        raise StudyFileError(origin, None, "is a folder; pass a study .toml file") from error
+    except OSError as error:
+        raise StudyFileError(
+            origin, None, f"cannot be read ({error.strerror or error}); check its permissions"
+        ) from error
+    except UnicodeDecodeError as error:
+        raise StudyFileError(
+            origin, None, f"is not UTF-8 text ({error.reason}); save it as UTF-8"
+        ) from error
+    except tomllib.TOMLDecodeError as error:
+        raise StudyFileError(origin, None, _toml_error_detail(error)) from error
+
+
+def _toml_error_detail(error: tomllib.TOMLDecodeError) -> str:
+    """tomllib puts "(at line L, column C)" in its message (attributes only from Python 3.14)."""
+    text = str(error)
+    line, column = getattr(error, "lineno", None), getattr(error, "colno", None)
+    found = re.search(r"\(at line (\d+), column (\d+)\)", text)
+    if found and line is None:
+        line, column = int(found.group(1)), int(found.group(2))
+    reason = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", text)
+    where = f"line {line}, column {column}" if line is not None else "the end of the file"
+    return (
+        f"invalid TOML at {where}: {reason}; fix the syntax there (strings need quotes, "
+        "a table is written [name], a list [a, b])"
+    )
+
+
+class _StudyChecks:
+    """The checks that need a registry or more than one key, for one study file."""
+
+    def __init__(self, origin: str, base_dir: Path) -> None:
+        self.origin = origin
+        self.base_dir = base_dir
+
+    def fail(self, key: str | None, detail: str) -> StudyFileError:
+        return StudyFileError(self.origin, key, detail)
+
+    def check(self, spec: StudySpec, data_path: str | os.PathLike[str] | None) -> StudySpec:
+        if not SAFE_NAME.fullmatch(spec.name):
+            raise self.fail(
+                "name",
+                f"`name` = {spec.name!r} is not a safe folder name (results go to "
+                "<results-dir>/<name>/); use letters, digits, '.', '_' and '-', at most 100, "
+                'e.g. name = "my-study"',
+            )
+        spec = dataclasses.replace(spec, data=self.data(spec.data, data_path))
+        spec = dataclasses.replace(spec, models=self.models(spec))
+        self.losses(spec.losses)
+        self.train(spec.train)
+        self.tune(spec)
+        return dataclasses.replace(spec, resources=self.resources(spec.resources))
+
+    # -- [data] --------------------------------------------------------------------------------
+    def data(self, data: DataSpec, data_path: str | os.PathLike[str] | None) -> DataSpec:
+        data = self._data_names(data)
+        if data.split == "official" and data.source not in OFFICIAL_SPLIT_SOURCES:
+            raise self.fail(
+                "data.split",
+                f"`data.split` = 'official' needs a source that ships its own split "
+                f"({', '.join(OFFICIAL_SPLIT_SOURCES)}), not {data.source!r}; "
+                "use 'paper' or 'lesion'",
+            )
+        if data.test_fraction + data.val_fraction >= 1.0:
+            raise self.fail(
+                "data.val_fraction",
+                f"`data.test_fraction` + `data.val_fraction` = "
+                f"{data.test_fraction + data.val_fraction:g} leaves no training images; "
+                "keep their sum below 1 (e.g. 0.2 and 0.15)",
+            )
+        self._source_specific_keys(data)
+        synthetic = data.source == SYNTHETIC
+        return dataclasses.replace(
+            data,
+            path=self._data_folder(data, data_path),
+            metadata=self._existing(data.metadata, "data.metadata"),
+            external_test=self._existing(data.external_test, "data.external_test"),
+            **{
+                key: default if synthetic and getattr(data, key) is None else getattr(data, key)
+                for key, default in SYNTHETIC_DEFAULTS.items()
+            },
+        )
+
+    def _data_names(self, data: DataSpec) -> DataSpec:
+        """Source and split from their registries; the resize mode by its canonical name."""
+        from cce_bench.data.cache import RESIZE_MODES, resize_mode_name
+        from cce_bench.data.sources import available_sources
+        from cce_bench.data.splits import available_splits
+
+        for key, value, known in (
+            ("data.source", data.source, available_sources()),
+            ("data.split", data.split, available_splits()),
+        ):
+            if value not in known:
+                raise self.fail(key, unknown_choice_detail(key, value, known))
+        try:
+            mode = resize_mode_name(data.resize_mode)  # accepts "crop" for "center_crop"
+        except DataError as error:
+            detail = unknown_choice_detail("data.resize_mode", data.resize_mode, RESIZE_MODES)
+            raise self.fail("data.resize_mode", detail) from error
+        return dataclasses.replace(data, resize_mode=mode)
+
+    def _source_specific_keys(self, data: DataSpec) -> None:
+        """Options the source's loader does not take are refused rather than silently ignored.
+
+        The loader's signature in ``cce_bench.data.sources.SOURCES`` is the one record of which
+        source takes ``n_images``, ``difficulty`` or ``metadata``.
+        """
+        from cce_bench.data.sources import SOURCES
+
+        for option in SOURCE_OPTIONS:
+            if getattr(data, option) is None:
+                continue
+            takers = [
+                name
+                for name, loader in SOURCES.items()
+                if option in inspect.signature(loader).parameters
+            ]
+            if data.source not in takers:
+                raise self.fail(
+                    f"data.{option}",
+                    f"`data.{option}` applies to source {' or '.join(takers)} only, not "
+                    f"{data.source!r}; remove it",
+                )
+
+    def _data_folder(self, data: DataSpec, data_path: str | os.PathLike[str] | None) -> Path | None:
+        given_by = "`data.path` (from --data)" if data_path else "`data.path`"
+        if data_path:
+            folder: Path | None = Path(data_path).expanduser().resolve()
+        else:
+            folder = self._resolve(data.path)
+        if data.source == SYNTHETIC:
+            if folder is not None:
+                raise self.fail(
+                    "data.path",
+                    f"{given_by} is set, but source 'synthetic' makes its images in memory and "
+                    "reads no folder; remove it, or set `data.source` to the source the "
+                    "folder holds (`cce-bench data check PATH` tells)",
+                )
+            return None
+        if folder is None:
+            raise self.fail(
+                "data.path",
+                f"`data.path` is empty, but source {data.source!r} reads its images from disk; "
+                "pass --data PATH or set `path` under [data]",
+            )
+        if not folder.exists():
+            raise self.fail("data.path", f"{given_by} {folder} does not exist; check the path")
+        return folder
+
+    def _resolve(self, path: Path | None) -> Path | None:
+        return None if path is None else (self.base_dir / path.expanduser()).resolve()
+
+    def _existing(self, path: Path | None, key: str) -> Path | None:
+        resolved = self._resolve(path)
+        if resolved is not None and not resolved.exists():
+            raise self.fail(key, f"`{key}` {resolved} does not exist; fix the path or remove it")
+        return resolved
+
+    # -- [models] ------------------------------------------------------------------------------
+    def models(self, spec: StudySpec) -> ModelsSpec:
+        from cce_bench.models import check_image_size, resolve_backbone
+
+        backbones = spec.models.backbones
+        self._names_listed("models.backbones", backbones, example='["resnet18"]')
+        for backbone in backbones:
+            try:
+                resolve_backbone(backbone)
+            except ModelError as error:
+                raise self.fail("models.backbones", f"`models.backbones`: {error}") from error
+        if spec.data.image_size is not None:
+            for backbone in backbones:
+                try:
+                    check_image_size(backbone, spec.data.image_size)
+                except ModelError as error:
+                    raise self.fail("data.image_size", f"`data.image_size`: {error}") from error
+        pretrained = spec.models.pretrained
+        if isinstance(pretrained, Path):
+            weights = self._resolve(pretrained)
+            if weights is None or not weights.is_file():
+                raise self.fail(
+                    "models.pretrained",
+                    f"`models.pretrained` weights file {weights} does not exist; fix the path, "
+                    "or set pretrained = true (timm's weights) or false (random initialisation)",
+                )
+            return dataclasses.replace(spec.models, pretrained=weights)
+        return spec.models
+
+    def _names_listed(self, key: str, names: tuple[str, ...], *, example: str) -> None:
+        if not names:
+            raise self.fail(key, f"`{key}` is empty; list at least one, e.g. {example}")
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise self.fail(key, f"`{key}` lists {', '.join(repeated)} twice; list each once")
+
+    # -- [losses], [train] ---------------------------------------------------------------------
+    def losses(self, losses: LossesSpec) -> None:
+        from cce_bench.losses import available_losses
+
+        self._names_listed("losses.arms", losses.arms, example='["ce", "cce"]')
+        known = available_losses()
+        for arm in losses.arms:
+            if arm not in known:
+                raise self.fail("losses.arms", unknown_choice_detail("losses.arms", arm, known))
+        if losses.baseline not in losses.arms:
+            raise self.fail(
+                "losses.baseline",
+                f"`losses.baseline` = {losses.baseline!r} is not one of `losses.arms` "
+                f"({', '.join(losses.arms)}); add it to the arms or pick one of them",
+            )
+
+    def train(self, train: TrainSpec) -> None:
+        from cce_bench.data.augment import available_policies
+
+        policies = available_policies()
+        if train.augment_policy not in policies:
+            raise self.fail(
+                "train.augment_policy",
+                unknown_choice_detail("train.augment_policy", train.augment_policy, policies),
+            )
+        if train.warmup_epochs > train.epochs:
+            raise self.fail(
+                "train.warmup_epochs",
+                f"`train.warmup_epochs` = {train.warmup_epochs} exceeds `train.epochs` = "
+                f"{train.epochs}, so the learning rate would never reach its peak; lower it",
+            )
+
+    # -- [tune], [resources] -------------------------------------------------------------------
+    def tune(self, spec: StudySpec) -> None:
+        from cce_bench.losses import available_losses, tunable_parameters
+        from cce_bench.metrics import HIGHER_IS_BETTER
+
+        if spec.tune.metric not in HIGHER_IS_BETTER:
+            detail = unknown_choice_detail("tune.metric", spec.tune.metric, HIGHER_IS_BETTER)
+            raise self.fail("tune.metric", detail)
+        taken = {name for arm in spec.losses.arms for name in tunable_parameters(arm)}
+        for name in ("tau", "gamma", "epsilon"):
+            if getattr(spec.tune.space, name) is not None and name not in taken:
+                takers = [loss for loss in available_losses() if name in tunable_parameters(loss)]
+                raise self.fail(
+                    f"tune.space.{name}",
+                    f"`tune.space.{name}` is set, but no arm in `losses.arms` "
+                    f"({', '.join(spec.losses.arms)}) takes {name} (only "
+                    f"{', '.join(takers) or 'no registered loss'}); remove the range or add "
+                    "such an arm",
+                )
+
+    def resources(self, resources: ResourcesSpec) -> ResourcesSpec:
+        gpus = resources.gpus_per_run
+        if gpus > 1 and not gpus.is_integer():
+            raise self.fail(
+                "resources.gpus_per_run",
+                f"`resources.gpus_per_run` = {gpus:g}: Ray shares a GPU (a fraction below 1) or "
+                f"gives whole GPUs, not {gpus:g}; use e.g. 0.5, 1 or {int(gpus) + 1}",
+            )
+        if resources.threads_per_run is None:
+            return dataclasses.replace(resources, threads_per_run=resources.cpus_per_run)
+        return resources
+
+
+def default_study_path() -> Path:
+    """The quickstart study ``cce-bench run`` runs when given none.
+
+    One source of truth: the repository's ``studies/`` folder. Looked up in order: ``studies/``
+    under the current directory (a checkout, where a user may have edited it), then
+    ``cce_bench/studies/`` inside an installed wheel (packaged from ``studies/`` by pyproject's
+    package-data mapping), then the ``studies/`` beside the package in an editable install.
+    """
+    package_dir = Path(__file__).resolve().parent
+    candidates = (
+        Path.cwd() / "studies" / QUICKSTART,
+        package_dir / "studies" / QUICKSTART,
+        package_dir.parent / "studies" / QUICKSTART,
+    )
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise StudyConfigError(
+        f"the quickstart study ({QUICKSTART}) is not in {', '.join(map(str, candidates))}; "
+        "pass a study file, e.g. `cce-bench run path/to/study.toml`"
+    )

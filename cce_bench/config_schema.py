@@ -1,0 +1,295 @@
+"""The study file's schema: one frozen dataclass per TOML table, each field one key.
+
+The dataclasses *are* the schema. A field's name is its key, its annotation the TOML type it
+takes, its default what a missing key means, and its metadata (``limits(ge=..., choices=...)``)
+the values it accepts. :func:`cce_bench.config_reader.read_table` walks a parsed TOML table
+against them, so type and range checks, "did you mean" for unknown keys, defaults and
+``to_dict`` all come from one declaration: adding a key is adding a field. Checks that need a
+registry (losses, sources, backbones, metrics) or span several keys live in
+:mod:`cce_bench.config`, which is also where a study is loaded.
+
+Budgets (``tune.n_trials``, ``evaluate.seeds``) are the only keys a study may change once it has
+results (issue 5: raising them extends a study), so the fingerprint leaves them out.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+#: Keys that may change between runs of one study: raising them extends it (issue 5).
+BUDGET_KEYS: tuple[str, ...] = ("tune.n_trials", "evaluate.seeds")
+
+Range = tuple[float, float]
+
+
+def limits(
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    choices: tuple[str, ...] | None = None,
+    why: str = "",
+) -> dict[str, Any]:
+    """A schema field's metadata: the bounds or choices it accepts, and why (for messages)."""
+    return {"ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices, "why": why}
+
+
+class Table:
+    """Mixin of the schema dataclasses: their plain, TOML-able form."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Keys in schema order; unset optional keys (None) are left out, as TOML has no null."""
+        table: dict[str, Any] = {}
+        for item in fields(self):  # type: ignore[arg-type]
+            value = getattr(self, item.name)
+            if value is None:
+                continue
+            if isinstance(value, Table):
+                table[item.name] = value.to_dict()
+            elif isinstance(value, Path):
+                table[item.name] = str(value)
+            elif isinstance(value, tuple):
+                table[item.name] = list(value)
+            else:
+                table[item.name] = value
+        return table
+
+
+# -- writing TOML (the standard library reads it but cannot write it) -----------------------
+
+
+def toml_value(value: Any) -> str:
+    """One TOML value: strings as basic strings, floats with their exact repr, lists inline."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)  # shortest exact form; "inf" and "nan" are TOML too
+    if isinstance(value, str | Path):
+        # JSON's escapes are valid TOML basic-string escapes; DEL is the one JSON leaves raw.
+        return json.dumps(str(value)).replace("\x7f", "\\u007f")
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(item) for item in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} as a TOML value")
+
+
+def dumps_toml(table: dict[str, Any], prefix: str = "") -> str:
+    """A TOML document for a dict of scalars, lists and nested tables (what ``to_dict`` gives)."""
+    lines = [f"{key} = {toml_value(v)}" for key, v in table.items() if not isinstance(v, dict)]
+    for key, value in table.items():
+        if isinstance(value, dict):
+            lines += ["", f"[{prefix}{key}]", dumps_toml(value, f"{prefix}{key}.").rstrip("\n")]
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+# -- the schema --------------------------------------------------------------------------------
+
+_FRACTION = limits(gt=0.0, lt=1.0)
+
+
+@dataclass(frozen=True)
+class DataSpec(Table):
+    """``[data]``: where the images come from and how they are split and sized.
+
+    ``path``, ``metadata`` and ``external_test`` are absolute once loaded; ``n_images`` and
+    ``difficulty`` are set for the synthetic source only; ``image_size`` None means each
+    backbone's native size.
+    """
+
+    source: str
+    path: Path | None = None
+    metadata: Path | None = None
+    n_images: int | None = field(
+        default=None,
+        metadata=limits(ge=21, why="three parts need an image of each of the seven classes"),
+    )
+    difficulty: float | None = field(default=None, metadata=limits(ge=0.0, le=1.0))
+    image_size: int | None = field(
+        default=None,
+        metadata=limits(ge=8, why="no backbone nor the synthetic generator works below 8 px"),
+    )
+    resize_mode: str = "squash"
+    split: str = "lesion"
+    test_fraction: float = field(default=0.2, metadata=_FRACTION)
+    val_fraction: float = field(default=0.15, metadata=_FRACTION)
+    split_seed: int = field(default=0, metadata=limits(ge=0))
+    external_test: Path | None = None
+
+
+@dataclass(frozen=True)
+class ModelsSpec(Table):
+    """``[models]``: backbones by timm name (or the paper's spelling) and their initial weights."""
+
+    backbones: tuple[str, ...] = ("resnet18", "mobilenetv3_small_100")
+    pretrained: bool | Path = False
+
+
+@dataclass(frozen=True)
+class LossesSpec(Table):
+    """``[losses]``: the arms compared, each tuned with the same budget, against ``baseline``."""
+
+    arms: tuple[str, ...] = ("ce", "cce", "cce_tau")
+    baseline: str = "ce"
+
+
+@dataclass(frozen=True)
+class TrainSpec(Table):
+    """``[train]``: the fixed part of every run's recipe (the tuned part is ``[tune.space]``)."""
+
+    epochs: int = field(default=4, metadata=limits(ge=1))
+    batch_size: int = field(
+        default=64, metadata=limits(ge=2, why="batch normalisation needs two images per batch")
+    )
+    optimizer: str = field(default="adamw", metadata=limits(choices=("adamw", "sgd")))
+    weight_decay: float = field(default=0.05, metadata=limits(ge=0.0))
+    warmup_epochs: int = field(default=1, metadata=limits(ge=0))
+    augment_policy: str = "standard"
+    precision: str = field(
+        default="auto", metadata=limits(choices=("auto", "fp32", "bf16", "fp16"))
+    )
+    device: str = field(default="auto", metadata=limits(choices=("auto", "cpu", "cuda")))
+
+
+@dataclass(frozen=True)
+class SearchSpace(Table):
+    """``[tune.space]``: ranges Optuna samples; ``lr`` log-uniformly, the others uniformly.
+
+    ``tau``, ``gamma`` and ``epsilon`` apply to the arms whose loss takes them
+    (``losses.tunable_parameters``); unset, such an arm uses the loss's default range.
+    """
+
+    lr: Range = field(
+        default=(1e-4, 3e-3), metadata=limits(gt=0.0, why="it is sampled log-uniformly")
+    )
+    aug_strength: Range = field(default=(0.0, 1.0), metadata=limits(ge=0.0, le=1.0))
+    tau: Range | None = None
+    gamma: Range | None = field(default=None, metadata=limits(ge=0.0))
+    epsilon: Range | None = field(default=None, metadata=limits(ge=0.0, lt=1.0))
+
+    def ranges_for(self, arm: str) -> dict[str, Range]:
+        """What Optuna tunes for ``arm``: lr, aug_strength and its loss's own parameters."""
+        from cce_bench.losses import tunable_parameters
+
+        ranges = {"lr": self.lr, "aug_strength": self.aug_strength}
+        for name, default in tunable_parameters(arm).items():
+            ranges[name] = getattr(self, name, None) or tuple(default)
+        return ranges
+
+
+@dataclass(frozen=True)
+class TuneSpec(Table):
+    """``[tune]``: per-arm Optuna budget, the validation metric it maximises, pruner, space."""
+
+    n_trials: int = field(default=4, metadata=limits(ge=1))
+    metric: str = "balanced_accuracy"
+    pruner: str = field(default="median", metadata=limits(choices=("none", "median", "hyperband")))
+    sampler_seed: int = field(default=0, metadata=limits(ge=0))
+    space: SearchSpace = field(default_factory=SearchSpace)
+
+    @property
+    def direction(self) -> str:
+        """Optuna's study direction for ``metric``: confused-pair error rates are minimised."""
+        from cce_bench.metrics import HIGHER_IS_BETTER
+
+        return "maximize" if HIGHER_IS_BETTER[self.metric] else "minimize"
+
+
+@dataclass(frozen=True)
+class EvaluateSpec(Table):
+    """``[evaluate]``: paired seeds ``first_seed .. first_seed + seeds - 1`` per arm."""
+
+    seeds: int = field(default=5, metadata=limits(ge=1))
+    first_seed: int = field(default=0, metadata=limits(ge=0))
+
+
+@dataclass(frozen=True)
+class ResourcesSpec(Table):
+    """``[resources]``: what each Ray task declares, and how many run at once.
+
+    ``threads_per_run`` (torch intra-op threads) defaults to ``cpus_per_run`` once loaded.
+    """
+
+    cpus_per_run: int = field(default=1, metadata=limits(ge=1))
+    gpus_per_run: float = field(default=0.0, metadata=limits(ge=0.0))
+    max_concurrent: int = field(default=2, metadata=limits(ge=1))
+    threads_per_run: int | None = field(default=None, metadata=limits(ge=1))
+    max_retries: int = field(default=2, metadata=limits(ge=0))
+
+
+@dataclass(frozen=True)
+class StudySpec(Table):
+    """A validated study: what ``cce-bench run`` compares, how, and with which budget."""
+
+    name: str
+    data: DataSpec
+    models: ModelsSpec = field(default_factory=ModelsSpec)
+    losses: LossesSpec = field(default_factory=LossesSpec)
+    train: TrainSpec = field(default_factory=TrainSpec)
+    tune: TuneSpec = field(default_factory=TuneSpec)
+    evaluate: EvaluateSpec = field(default_factory=EvaluateSpec)
+    resources: ResourcesSpec = field(default_factory=ResourcesSpec)
+
+    def image_size_for(self, backbone: str) -> int:
+        """``data.image_size`` when set, else the backbone's native size (models.py)."""
+        if self.data.image_size is not None:
+            return self.data.image_size
+        from cce_bench.models import resolve_backbone
+
+        return resolve_backbone(backbone).native_size
+
+    def to_toml(self) -> str:
+        """The study as a TOML file that ``load_study`` reads back to an equal spec."""
+        return dumps_toml(self.to_dict())
+
+    def fingerprint(self) -> str:
+        """sha256 of the canonical JSON of ``to_dict()`` without the budgets (``BUDGET_KEYS``).
+
+        Two specs with one fingerprint differ at most in their budgets, so a results folder
+        started by one accepts the other as its continuation (issue 5: resume and extend).
+        """
+        table = without_budgets(self.to_dict())
+        canonical = json.dumps(table, sort_keys=True, separators=(",", ":"), allow_nan=False)
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def without_budgets(table: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a study dict without the ``BUDGET_KEYS``."""
+    trimmed = copy.deepcopy(table)
+    for key in BUDGET_KEYS:
+        section, leaf = key.split(".")
+        trimmed.get(section, {}).pop(leaf, None)
+    return trimmed
+
+
+def diff_studies(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """One line per changed key, ``"train.epochs: 4 -> 6"``, budgets (``BUDGET_KEYS``) left out.
+
+    Both sides are ``StudySpec.to_dict()`` shapes (e.g. a stored ``study.toml`` and the study
+    being started); a key present on one side only shows as ``(unset)`` on the other.
+    """
+    before, after = _flatten(without_budgets(old)), _flatten(without_budgets(new))
+    unset = object()
+    lines = []
+    for key in [*before, *(key for key in after if key not in before)]:
+        was, now = before.get(key, unset), after.get(key, unset)
+        if was != now:
+            shown = ["(unset)" if value is unset else toml_value(value) for value in (was, now)]
+            lines.append(f"{key}: {shown[0]} -> {shown[1]}")
+    return lines
+
+
+def _flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
