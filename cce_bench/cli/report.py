@@ -1,0 +1,51 @@
+"""`cce-bench report RESULTS_DIR`: rebuild a study's report from its stored runs, no training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from cce_bench.cli.app import app, console
+
+#: Columns shown per comparison in a terminal; report.md and stats.csv have them all.
+TERMINAL_COLUMNS: tuple[str, ...] = ("Metric", "n", "Δ (pp)", "95% t CI", "p (Holm)", "Verdict")
+
+
+def _verdict_style(verdict: str, comparison: str) -> str:
+    """Green when the other arm ("CCE" in "CCE vs CE") wins, red when the baseline does."""
+    if verdict == f"{comparison.split(' vs ')[0]} better":
+        return "green"
+    return "red" if verdict.endswith(" better") else "dim"
+
+
+@app.command()
+def report(
+    results_dir: Path = typer.Argument(
+        ..., help="A study's results folder, <results-dir>/<study name>, e.g. results/quickstart."
+    ),
+) -> None:
+    """Rebuild report.md, figures/ and the CSV exports from the stored runs (no training)."""
+    from rich import box
+    from rich.table import Table
+
+    from cce_bench.report import build_report, significance_table
+
+    path = build_report(results_dir)
+    table = significance_table(results_dir)
+    console.print(f"[bold]report:[/bold] {path}")
+    console.print("Paired comparisons over seeds; p (Holm) over the whole report, α = 0.05")
+    for (backbone, comparison), group in table.groupby(["Backbone", "Comparison"], sort=False):
+        shown = Table(
+            title=f"{backbone}: {comparison}",
+            box=box.SIMPLE_HEAD,
+            title_justify="left",
+            pad_edge=False,
+            collapse_padding=True,
+        )
+        for column in TERMINAL_COLUMNS:
+            shown.add_column(column, justify="left" if column == "Metric" else "right")
+        for _, row in group.iterrows():
+            style = _verdict_style(str(row["Verdict"]), comparison)
+            shown.add_row(*(str(row[column]) for column in TERMINAL_COLUMNS), style=style)
+        console.print(shown)

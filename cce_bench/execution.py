@@ -1,0 +1,337 @@
+"""Ray's side of a study: start or join a cluster, run training jobs, relay epochs, survive faults.
+
+DESIGN.md: "Optuna owns the search, Ray owns the compute". Each trial or evaluation run is one
+Ray task running ``train_run`` with the study's CPUs and GPU fraction; Ray re-runs a task whose
+worker process or node died (``max_retries``), and an exception raised by the run itself is
+reported once, never retried (the same setting would fail again).
+
+Only the driver writes the Optuna storage. A worker's per-epoch validation value travels to the
+driver through a small actor, :class:`TrialChannel`; the driver reports it to Optuna, asks the
+pruner, and posts the decision back; the worker waits for that decision before its next epoch and
+stops when told to. The decision wait is what makes pruning exact rather than a race.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from cce_bench.errors import ClusterError
+
+if TYPE_CHECKING:
+    from cce_bench.data.labeled import PreparedData
+    from cce_bench.train import RunResult, RunSpec
+
+#: How often the driver looks at finished tasks and reported epochs (seconds). An epoch takes
+#: seconds even on a GPU, so 0.2 s adds little to a trial and keeps the driver's CPU use low.
+POLL_S = 0.2
+
+#: How long a worker waits for the driver's prune decision before it carries on unpruned. The
+#: driver answers within ``POLL_S``; this only matters when the driver is gone.
+DECISION_TIMEOUT_S = 300.0
+
+#: A TCP connect to the head's GCS port answers in milliseconds when a cluster is there; without
+#: this probe ``ray.init(address=HOST:PORT)`` retries for about a minute (issue 7: "seconds").
+PROBE_TIMEOUT_S = 3.0
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What each run asks Ray for, and how many runs may be in flight at once."""
+
+    cpus_per_run: float = 1
+    gpus_per_run: float = 0
+    max_concurrent: int = 2
+    max_retries: int = 2
+
+
+@dataclass
+class Job:
+    """One training run to execute: its spec, the data it reads, and the driver's bookkeeping.
+
+    ``report_metric`` names the validation metric sent to the driver after every epoch (tuning);
+    ``None`` runs without a reporter (evaluation). ``context`` is opaque to this module.
+    ``extra_eval_parts`` (e.g. ``("external",)``) are scored by rerunning the same
+    deterministic spec with that ``eval_part``, because ``train_run`` scores one part per run.
+    """
+
+    key: str
+    spec: RunSpec
+    data_ref: Any
+    report_metric: str | None = None
+    context: Any = None
+    extra_eval_parts: tuple[str, ...] = ()
+
+
+@dataclass
+class JobDone:
+    """A finished job: ``result`` when the run returned, else ``error`` (the cause, one line)."""
+
+    job: Job
+    result: RunResult | None = None
+    extra_results: dict[str, RunResult] = field(default_factory=dict)
+    node: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+    attempts: int = 1
+
+
+def start_ray(address: str | None = None, *, num_cpus: int | None = None) -> bool:
+    """Start a local Ray (``address=None``) or join a running cluster; True if this call did.
+
+    A local Ray gets every CPU and GPU Ray detects on the machine (cgroup limits included) or
+    ``num_cpus``, no dashboard and quiet logs; a Ray already initialised in this process is
+    reused. Joining a cluster assumes cce-bench is installed on every node. Usage statistics
+    stay off unless the user set ``RAY_USAGE_STATS_ENABLED`` (issue 7, safe defaults).
+    """
+    import ray
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if address not in (None, "", "auto", "local"):
+        _probe_head(address)
+    if ray.is_initialized():
+        return False
+    quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
+    try:
+        if address in (None, "", "local"):
+            ray.init(num_cpus=num_cpus, **quiet)
+        else:
+            ray.init(address=address, **quiet)
+    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as error:
+        raise ClusterError(
+            f"cannot join a Ray cluster at --address {address}: {str(error).splitlines()[0]}; "
+            "start one with `ray start --head` or leave --address out to run locally"
+        ) from None
+    return True
+
+
+def _probe_head(address: str) -> None:
+    host, _, port = address.split("://")[-1].rpartition(":")  # also ray://HOST:PORT (Ray Client)
+    if not host or not port.isdigit():
+        raise ClusterError(
+            f"--address {address!r} is not HOST:PORT or `auto`; pass e.g. 10.0.0.5:6379"
+        )
+    try:
+        with socket.create_connection((host, int(port)), timeout=PROBE_TIMEOUT_S):
+            pass
+    except OSError as error:
+        raise ClusterError(
+            f"no Ray cluster answers at --address {address} ({error.strerror or error}); start "
+            "one with `ray start --head --port PORT` or leave --address out to run locally"
+        ) from None
+
+
+def stop_ray() -> None:
+    import ray
+
+    ray.shutdown()
+
+
+class TrialChannel:
+    """Per-epoch values from workers to the driver, prune decisions back, attempts counted.
+
+    Keys are job keys (``<study>/<arm>#<trial>`` for trials). A Ray actor (see
+    :func:`make_channel`) so that workers on any node reach the driver without shared storage.
+    """
+
+    def __init__(self) -> None:
+        self._reports: list[tuple[str, int, float]] = []
+        self._decisions: dict[tuple[str, int], bool] = {}
+        self._attempts: dict[str, int] = {}
+
+    def started(self, key: str) -> int:
+        """Count a (re)start of a job; Ray retries after a lost worker land here too."""
+        self._attempts[key] = self._attempts.get(key, 0) + 1
+        return self._attempts[key]
+
+    def attempts(self, key: str) -> int:
+        return self._attempts.get(key, 0)
+
+    def report(self, key: str, epoch: int, value: float) -> None:
+        self._reports.append((key, epoch, value))
+
+    def drain(self) -> list[tuple[str, int, float]]:
+        """Hand over every report received since the last call."""
+        reports, self._reports = self._reports, []
+        return reports
+
+    def decide(self, key: str, epoch: int, prune: bool) -> None:
+        self._decisions[(key, epoch)] = prune
+
+    def decision(self, key: str, epoch: int) -> bool | None:
+        return self._decisions.get((key, epoch))
+
+
+def make_channel() -> Any:
+    """The driver's :class:`TrialChannel` actor; zero CPUs so it never takes a run's slot."""
+    import ray
+
+    return ray.remote(num_cpus=0)(TrialChannel).remote()
+
+
+class ChannelReporter:
+    """The ``reporter`` handed to ``train_run`` on the worker: report, wait, obey."""
+
+    def __init__(self, channel: Any, key: str, metric: str) -> None:
+        self.channel, self.key, self.metric = channel, key, metric
+
+    def __call__(self, epoch: int, metrics: dict[str, Any]) -> bool:
+        import ray
+
+        value = float(metrics.get(self.metric, float("nan")))
+        ray.get(self.channel.report.remote(self.key, epoch, value))
+        deadline = time.monotonic() + DECISION_TIMEOUT_S
+        while time.monotonic() < deadline:
+            decision = ray.get(self.channel.decision.remote(self.key, epoch))
+            if decision is not None:
+                return bool(decision)
+            time.sleep(POLL_S / 4)
+        return False
+
+
+def run_training_task(
+    spec_dict: dict[str, Any],
+    data: PreparedData,
+    channel: Any,
+    key: str,
+    report_metric: str | None,
+    train_fn: Callable[..., RunResult] | None,
+    extra_eval_parts: tuple[str, ...] = (),
+) -> tuple[RunResult, dict[str, str], dict[str, RunResult]]:
+    """Body of the Ray task: one ``train_run`` on a worker, plus where it ran.
+
+    ``data`` arrives resolved from the object store (read-only, zero-copy on the node);
+    ``train_run`` sets the torch thread count from ``spec.threads`` itself.
+    """
+    import ray
+
+    from cce_bench.runspec import RunSpec
+
+    ray.get(channel.started.remote(key))
+    if train_fn is None:  # imported here: fakes in tests run without torch
+        from cce_bench.train import train_run as train_fn
+    spec = RunSpec.from_dict(spec_dict)
+    reporter = ChannelReporter(channel, key, report_metric) if report_metric else None
+    result = train_fn(spec, data, reporter)
+    extras = {}
+    if result.outcome == "completed":
+        extras = {part: train_fn(spec.replace(eval_part=part), data) for part in extra_eval_parts}
+    node = {"hostname": socket.gethostname(), "node_id": ray.get_runtime_context().get_node_id()}
+    return result, node, extras
+
+
+class Executor:
+    """Runs jobs on Ray, at most ``max_concurrent`` at a time, and reports back to the driver.
+
+    The driver supplies three callbacks: ``next_job()`` (a job, or None when it has nothing to
+    start now), ``on_report(job, epoch, value) -> prune?`` and ``on_done(JobDone)``. Jobs are
+    pulled lazily so that Optuna proposes each trial knowing every result that came before it.
+    ``train_fn`` replaces ``train_run`` (tests inject fakes).
+    """
+
+    def __init__(self, resources: Resources, *, train_fn: Callable[..., Any] | None = None):
+        import ray
+
+        self.resources = resources
+        self.train_fn = train_fn
+        self.channel = make_channel()
+        self._task = ray.remote(run_training_task)
+        self.inflight: dict[Any, Job] = {}
+
+    def put(self, data: Any) -> Any:
+        """Place data in the object store once; every task then receives the same reference."""
+        import ray
+
+        return ray.put(data)
+
+    def submit(self, job: Job) -> None:
+        options = {
+            "num_cpus": self.resources.cpus_per_run,
+            "num_gpus": self.resources.gpus_per_run,
+            "max_retries": self.resources.max_retries,
+            "retry_exceptions": False,
+        }
+        ref = self._task.options(**options).remote(
+            job.spec.to_dict(),
+            job.data_ref,
+            self.channel,
+            job.key,
+            job.report_metric,
+            self.train_fn,
+            job.extra_eval_parts,
+        )
+        self.inflight[ref] = job
+
+    def run(
+        self,
+        next_job: Callable[[], Job | None],
+        on_report: Callable[[Job, int, float], bool],
+        on_done: Callable[[JobDone], None],
+    ) -> None:
+        """Keep the slots full until ``next_job`` has nothing and every job has finished."""
+        import ray
+
+        may_have_more = True
+        while True:
+            while may_have_more and len(self.inflight) < self.resources.max_concurrent:
+                job = next_job()
+                if job is None:
+                    may_have_more = False
+                else:
+                    self.submit(job)
+            if not self.inflight:
+                return
+            ready, _ = ray.wait(list(self.inflight), num_returns=1, timeout=POLL_S)
+            self.relay_reports(on_report)
+            for ref in ready:
+                on_done(self.collect(ref))
+                may_have_more = True
+
+    def relay_reports(self, on_report: Callable[[Job, int, float], bool]) -> None:
+        import ray
+
+        by_key = {job.key: job for job in self.inflight.values()}
+        for key, epoch, value in ray.get(self.channel.drain.remote()):
+            job = by_key.get(key)
+            prune = on_report(job, epoch, value) if job is not None else False
+            self.channel.decide.remote(key, epoch, bool(prune))
+
+    def collect(self, ref: Any) -> JobDone:
+        """Turn a finished task into a ``JobDone``; a run that raised or lost its worker after
+        every retry becomes an ``error`` (its cause in one line) so the study goes on."""
+        import ray
+        from ray.exceptions import RayError, RayTaskError
+
+        job = self.inflight.pop(ref)
+        try:
+            result, node, extras = ray.get(ref)
+            done = JobDone(job, result=result, node=node, extra_results=extras)
+        except RayTaskError as error:
+            cause = error.cause if error.cause is not None else error
+            done = JobDone(job, error=f"{type(cause).__name__}: {_first_line(cause)}")
+        except RayError as error:
+            done = JobDone(job, error=f"{type(error).__name__}: {_first_line(error)}")
+        done.attempts = max(1, ray.get(self.channel.attempts.remote(job.key)))
+        return done
+
+    def cancel_all(self) -> list[Job]:
+        """Force-cancel every in-flight task (Ctrl-C); returns their jobs for the bookkeeping."""
+        import ray
+
+        jobs = list(self.inflight.values())
+        for ref in list(self.inflight):
+            # A task that finished meanwhile cannot be cancelled; that is fine.
+            with contextlib.suppress(Exception):
+                ray.cancel(ref, force=True)
+        self.inflight.clear()
+        return jobs
+
+
+def _first_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__

@@ -1,0 +1,270 @@
+"""The study's answer as a file: ``report.md`` with figures and CSV exports, from stored runs.
+
+``build_report(results_dir)`` reads only what the study wrote and never trains, so
+``cce-bench report`` can rebuild it at any time. It is deterministic: the same folder gives
+byte-identical files (seeded bootstrap, stable sorting, no timestamps, PNGs without software
+metadata), which lets a golden-file test pin the markdown and a reader diff two rebuilds.
+
+The pieces: :mod:`cce_bench.report_results` loads the folder, :mod:`cce_bench.report_tables`
+computes the numbers (summaries, paired comparisons with Holm over the whole report, McNemar),
+:mod:`cce_bench.report_tuning` reads the Optuna studies, :mod:`cce_bench.report_figures` draws,
+:mod:`cce_bench.report_sections` and :mod:`cce_bench.report_evidence` write the markdown; this
+module runs them and writes the files, sections in the order issue 6 lists them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from cce_bench.data.labeled import CONFUSED_PAIRS
+from cce_bench.errors import ResultsError
+from cce_bench.metrics import HIGHER_IS_BETTER, METRIC_LABELS
+from cce_bench.report_evidence import (
+    answer_section,
+    confused_pairs_section,
+    significance_display,
+    significance_section,
+)
+from cce_bench.report_figures import (
+    confusion_matrix_plot,
+    optimisation_history_plot,
+    paired_seed_plot,
+)
+from cce_bench.report_results import (
+    StudyResults,
+    compute_hours,
+    git_commit,
+    library_versions,
+    load_results,
+    mean_confusion_matrices,
+    seed_values,
+    split_varies_with_seed,
+)
+from cce_bench.report_sections import (
+    clinical_section,
+    completeness_section,
+    external_section,
+    header_section,
+    table1_section,
+    tuning_section,
+)
+from cce_bench.report_tables import (
+    mcnemar_frame,
+    metric_scale,
+    seed_pairing,
+    significance_frame,
+    summary_frame,
+)
+from cce_bench.report_tuning import ArmTuning, read_tuning
+
+#: Metrics that get a paired seed plot: the study's usual tuning target, the two accuracies
+#: (top-1 and the paper's ACC), melanoma sensitivity, and the paper's headline confusion.
+PLOTTED_METRICS: tuple[str, ...] = (
+    "balanced_accuracy",
+    "top1",
+    "paper_accuracy",
+    "melanoma_sensitivity",
+    "pair_error_nv_mel",
+)
+
+REPORT_FILE = "report.md"
+FIGURES_DIR = "figures"
+
+
+def build_report(results_dir: Path | str) -> Path:
+    """Write ``report.md``, ``figures/*.png``, ``runs.csv``, ``summary.csv`` and ``stats.csv``.
+
+    Returns the path of ``report.md``. Raises a ``ResultsError`` when the folder is not a
+    study's results folder or holds no evaluation run.
+    """
+    results = load_results(results_dir)
+    root = results.store.root
+    if not os.access(root, os.W_OK):
+        raise ResultsError(
+            f"cannot write the report into {root} (not writable); copy the folder somewhere "
+            "writable and run `cce-bench report` on the copy"
+        )
+    significance = significance_of(results)
+    # The store names studies after the folder; the study's own name is the fallback.
+    study_names = {
+        (backbone, arm): (
+            results.store.optuna_study_name(backbone, arm),
+            f"{results.name}/{backbone}/{arm}",
+        )
+        for backbone in results.backbones
+        for arm in results.arms
+    }
+    tunings, tuning_problem = read_tuning(results.store.storage_url, study_names)
+    figures = draw_figures(results, tunings)
+    _write_csv(results.runs, root / "runs.csv")
+    _write_csv(summary_frame(results.runs), root / "summary.csv")
+    _write_csv(significance, root / "stats.csv")
+    sections = [
+        header_section(results, _header_facts(results, tunings)),
+        answer_section(results, significance),
+        completeness_section(results),
+        table1_section(results),
+        clinical_section(results),
+        external_section(results),
+        significance_section(results, significance),
+        confused_pairs_section(results, significance, _mcnemar(results)),
+        tuning_section(results, tunings, tuning_problem),
+        _figures_section(figures, root),
+        _files_section(results),
+    ]
+    path = root / REPORT_FILE
+    text = "\n\n".join(section for section in sections if section)
+    _write_atomically(path, (text.rstrip() + "\n").encode("utf-8"))
+    return path
+
+
+def significance_of(results: StudyResults) -> pd.DataFrame:
+    """The report's significance family (numeric; ``stats.csv``), Holm over all of it."""
+    varies = split_varies_with_seed(results.records)
+    test_fraction = float(results.section("data").get("test_fraction", 0.2))
+    return significance_frame(
+        results.runs,
+        backbones=results.backbones,
+        baseline=results.baseline,
+        arms=results.arms,
+        seeds=results.seeds,
+        arm_labels=results.arm_labels,
+        resampled_test_fraction=test_fraction if varies else None,
+    )
+
+
+def significance_table(results_dir: Path | str) -> pd.DataFrame:
+    """The significance table as the report displays it (strings), for the CLI to print.
+
+    The numeric version of the same table is ``stats.csv`` beside the report.
+    """
+    results = load_results(results_dir)
+    return significance_display(significance_of(results), results.arm_labels)
+
+
+def draw_figures(results: StudyResults, tunings: list[ArmTuning]) -> list[Path]:
+    """Every figure of the report under ``figures/``; stale PNGs from older builds are removed."""
+    folder = results.store.root / FIGURES_DIR
+    labels = results.arm_labels
+    paths = []
+    for metric in PLOTTED_METRICS if len(results.arms) > 1 else ():
+        scale, unit = metric_scale(metric)
+        paths.append(
+            paired_seed_plot(
+                seed_values(results, metric),
+                metric_label=METRIC_LABELS[metric],
+                scale=scale,
+                unit=unit,
+                baseline=results.baseline,
+                arms=results.arms,
+                backbones=results.backbones,
+                arm_labels=labels,
+                path=folder / f"paired_{metric}.png",
+                higher_is_better=HIGHER_IS_BETTER[metric],
+            )
+        )
+    grid = {"backbones": results.backbones, "arms": results.arms, "arm_labels": labels}
+    paths.append(
+        confusion_matrix_plot(
+            mean_confusion_matrices(results),
+            class_names=[name.upper() for name in results.class_names],
+            path=folder / "confusion_matrices.png",
+            **grid,
+        )
+    )
+    metric = str(results.section("tune").get("metric", "balanced_accuracy"))
+    scale, unit = metric_scale(metric)
+    paths.append(
+        optimisation_history_plot(
+            {(t.backbone, t.arm): t.history for t in tunings if t.history is not None},
+            metric_label=METRIC_LABELS.get(metric, metric),
+            scale=scale,
+            unit=unit,
+            path=folder / "optimisation_history.png",
+            **grid,
+        )
+    )
+    for stale in sorted(set(folder.glob("*.png")) - set(paths)):
+        stale.unlink()
+    return paths
+
+
+def _write_atomically(path: Path, payload: bytes) -> None:
+    """Replace ``path`` in one step (tmp file + ``os.replace``), so a reader never sees half a
+    report. Unlike ``tempfile.mkstemp`` the file gets the umask's mode (readable by others),
+    since reports are meant to be shared."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(payload)
+    os.replace(tmp, path)
+
+
+def _write_csv(frame: pd.DataFrame, path: Path) -> None:
+    """CSV with ``\\n`` line ends and full float precision, written atomically."""
+    _write_atomically(path, frame.to_csv(index=False, lineterminator="\n").encode("utf-8"))
+
+
+def _header_facts(results: StudyResults, tunings: list[ArmTuning]) -> dict[str, object]:
+    """Versions, commit and compute totals for the header (tuning wall time from Optuna)."""
+    return {
+        "versions": library_versions(results.records),
+        "commit": git_commit(results.records),
+        "hours": compute_hours(results),
+        "tuning_hours": sum(t.wall_time_s for t in tunings) / 3600,
+        "tuning_trials": sum(sum(t.counts.values()) for t in tunings),
+    }
+
+
+def _mcnemar(results: StudyResults) -> pd.DataFrame:
+    """McNemar per seed on the stored predictions, for every backbone and arm pair."""
+    pairs = [
+        (backbone, results.baseline, arm)
+        for backbone in results.backbones
+        for arm in results.arms
+        if arm != results.baseline
+    ]
+    paired = {
+        (backbone, arm): seed_pairing(results.runs, backbone, baseline, arm, results.seeds)[0]
+        for backbone, baseline, arm in pairs
+    }
+
+    def load(backbone: str, arm: str, seed: int):
+        """A run's test predictions; None when missing or unreadable (the seed is skipped and
+        the McNemar table's seed count shows it)."""
+        record = results.latest_record(backbone, arm, seed)
+        try:
+            return results.store.load_predictions(record) if record else None
+        except ResultsError:
+            return None
+
+    return mcnemar_frame(
+        pairs, paired, load, class_names=results.class_names, confused_pairs=CONFUSED_PAIRS
+    )
+
+
+def _figures_section(figures: list[Path], root: Path) -> str:
+    """Every figure embedded by its path relative to the report."""
+    lines = ["## Figures", ""]
+    for path in figures:
+        metric = path.stem.removeprefix("paired_")
+        title = f"Paired seeds: {METRIC_LABELS[metric]}" if metric in METRIC_LABELS else None
+        title = title or path.stem.replace("_", " ").capitalize()
+        lines += [f"![{title}]({path.relative_to(root).as_posix()})", ""]
+    return "\n".join(lines).rstrip()
+
+
+def _files_section(results: StudyResults) -> str:
+    """What else sits beside the report and how to rebuild it."""
+    return "\n".join(
+        [
+            "## Files",
+            "",
+            "- `runs.csv`: one row per evaluation run (its latest record), metrics flattened.",
+            "- `summary.csv`: mean and sd per backbone × arm × metric over completed seeds.",
+            "- `stats.csv`: the significance table with full precision.",
+            f"- Rebuild this report without training: `cce-bench report <this folder>` "
+            f"({len(results.records)} run records read).",
+        ]
+    )

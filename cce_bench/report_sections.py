@@ -1,0 +1,290 @@
+"""The report's descriptive sections: the study, its completeness, the per-arm tables, tuning.
+
+Each function returns one markdown section as a string, from the loaded results
+(:mod:`cce_bench.report_results`) and the frames of :mod:`cce_bench.report_tables`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from cce_bench.metrics import METRIC_LABELS
+from cce_bench.report_evidence import DEFAULT_PRIMARY_METRIC
+from cce_bench.report_results import StudyResults, incomplete_runs
+from cce_bench.report_tables import (
+    CLINICAL_METRICS,
+    PAPER_HEADERS,
+    PAPER_METRICS,
+    markdown_table,
+    metric_scale,
+    metric_table,
+    with_paper_rows,
+)
+from cce_bench.report_tuning import ArmTuning, tuning_table
+
+#: How each split kind is described (DESIGN.md, "Two splits").
+SPLIT_DESCRIPTIONS: dict[str, str] = {
+    "paper": "stratified random 80/20 by image, as in the paper",
+    "lesion": "stratified and grouped by lesion_id, so no lesion has images on both sides",
+    "official": "the dataset's own official split",
+}
+
+
+def header_section(results: StudyResults, facts: dict[str, Any]) -> str:
+    """Title and the study's facts: data, split and sizes, seeds, hardware, versions, compute."""
+    data, tune = results.section("data"), results.section("tune")
+    labels = results.arm_labels
+    arms = ", ".join(
+        f"{labels[a]} = `{a}`" + (" (baseline)" if a == results.baseline else "")
+        for a in results.arms
+    )
+    split = str(data.get("split", "unknown"))
+    hours, runs = facts["hours"], results.runs
+    devices = runs["device"].fillna("unknown").astype(str).value_counts().sort_index()
+    nodes = sorted(set(runs["node"].dropna().astype(str)))
+    facts_rows = [
+        ("Study", f"`{results.name}`"),
+        ("Data", _data_line(data)),
+        ("Split", f"`{split}`: {SPLIT_DESCRIPTIONS.get(split, split)}; " + _split_line(data)),
+        ("Backbones", ", ".join(results.backbones)),
+        ("Arms", arms),
+        ("Seeds", f"{', '.join(map(str, results.seeds))} ({len(results.seeds)} per arm)"),
+        ("Tuning", _tuning_line(tune)),
+        (
+            "Hardware",
+            ", ".join(f"{d} ({n} runs)" for d, n in devices.items())
+            + f"; nodes: {', '.join(nodes) or 'unknown'}",
+        ),
+        ("Library versions", ", ".join(f"{k} {v}" for k, v in facts["versions"].items()) or "—"),
+        ("Git commit", f"`{facts['commit']}`"),
+        ("Compute", _compute_line(results, hours, facts)),
+    ]
+    lines = [
+        f"# Report: {results.name}",
+        "",
+        f"{' and '.join(labels[a] for a in results.arms[1:])} compared with the baseline "
+        f"{labels[results.baseline]}, paired over seeds: seed i gives every arm the same "
+        "initialisation, data order and augmentation. Built from the stored runs by "
+        "`cce-bench report`; nothing was retrained.",
+        "",
+        "## Study",
+        "",
+        markdown_table(pd.DataFrame(facts_rows, columns=["", "Value"])),
+    ]
+    sizes = split_sizes(results.manifest)
+    if sizes is not None:
+        lines += ["", "Split sizes (from `split.json`):", "", markdown_table(sizes)]
+    return "\n".join(lines)
+
+
+def _data_line(data: dict[str, Any]) -> str:
+    parts = [f"source `{data.get('source', 'unknown')}`"]
+    if data.get("path"):
+        parts.append(f"path `{data['path']}`")
+    if data.get("n_images"):
+        parts.append(f"{data['n_images']} images")
+    size = data.get("image_size")
+    parts.append(f"{size} px" if size else "each backbone's native size")
+    return ", ".join(parts)
+
+
+def _split_line(data: dict[str, Any]) -> str:
+    return (
+        f"test fraction {data.get('test_fraction', '—')}, validation fraction "
+        f"{data.get('val_fraction', '—')}, split_seed {data.get('split_seed', '—')}"
+    )
+
+
+def _tuning_line(tune: dict[str, Any]) -> str:
+    metric = str(tune.get("metric", DEFAULT_PRIMARY_METRIC))
+    return (
+        f"{tune.get('n_trials', '—')} trials per arm on validation "
+        f"{METRIC_LABELS.get(metric, metric).lower()}, pruner `{tune.get('pruner', '—')}`"
+    )
+
+
+def fmt_hours(hours: float) -> str:
+    """Wall time in hours, or in minutes below one hour (a quickstart takes minutes)."""
+    return f"{hours:.2f} h" if hours >= 1 else f"{hours * 60:.1f} min"
+
+
+def _compute_line(results: StudyResults, hours: dict[str, float], facts: dict[str, Any]) -> str:
+    """Evaluation wall time and device-hours, then tuning's, as one line of the header."""
+    device_hours = [
+        f"{hours[key]:.3g} {unit}"
+        for key, unit in (("gpu", "GPU-hours"), ("cpu_core", "CPU core-hours"))
+        if hours[key]
+    ]
+    line = (
+        f"evaluation: {len(results.records)} run records, {fmt_hours(hours['wall'])} of run wall "
+        f"time in total ({', '.join(device_hours) or '0 device-hours'})"
+    )
+    if facts["tuning_trials"]:
+        line += (
+            f"; tuning: {facts['tuning_trials']} trials, "
+            f"{fmt_hours(facts['tuning_hours'])} of trial wall time"
+        )
+    return line
+
+
+def split_sizes(manifest: dict[str, Any]) -> pd.DataFrame | None:
+    """Images and lesions per part from the split manifest, or None if it has no parts."""
+    parts = manifest.get("parts", manifest)
+    rows = []
+    for name in ("train", "val", "test", "external"):
+        info = parts.get(name) if isinstance(parts, dict) else None
+        if not isinstance(info, dict):
+            continue
+        rows.append(
+            (name, _count(info, "images", "image_ids"), _count(info, "lesions", "lesion_ids"))
+        )
+    if not rows:
+        return None
+    return pd.DataFrame(rows, columns=["Part", "Images", "Lesions"])
+
+
+def _count(info: dict[str, Any], number_key: str, list_key: str) -> str:
+    for key in (number_key, f"n_{number_key}"):
+        if isinstance(info.get(key), int):
+            return str(info[key])
+    values = info.get(list_key)
+    return str(len(set(values))) if isinstance(values, list) else "—"
+
+
+def completeness_section(results: StudyResults) -> str:
+    """ "Runs that did not complete": every failed, diverged, interrupted or missing run."""
+    missing = incomplete_runs(results)
+    expected = len(results.backbones) * len(results.arms) * len(results.seeds)
+    retried = len(results.records) - len(results.runs)
+    lines = ["## Runs that did not complete", ""]
+    if missing.empty:
+        lines.append(f"All {expected} expected evaluation runs completed.")
+    else:
+        lines += [
+            f"{len(missing)} of {expected} expected evaluation runs did not complete; they are "
+            "left out of the means, and their seeds out of the paired comparisons:",
+            "",
+            markdown_table(missing),
+        ]
+    if retried:
+        lines += [
+            "",
+            f"{retried} earlier attempt(s) were superseded by a later record of the "
+            "same run (a failed or interrupted run is retried on resume).",
+        ]
+    return "\n".join(lines)
+
+
+def table1_section(results: StudyResults) -> str:
+    """Table 1 in the paper's format, with the published values for HAM10000 studies."""
+    table = metric_table(
+        results.runs,
+        PAPER_METRICS,
+        PAPER_HEADERS,
+        backbones=results.backbones,
+        arms=results.arms,
+        arm_labels=results.arm_labels,
+    )
+    is_ham = results.section("data").get("source") == "ham10000"
+    if is_ham:
+        table = with_paper_rows(table, backbones=results.backbones)
+    lines = [
+        "## Table 1 (the paper's format)",
+        "",
+        "Macro one-vs-rest metrics over classes (paper eqs. 4-7), in %, mean ± sd over the "
+        "completed seeds.",
+        "",
+        markdown_table(table),
+        "",
+        'Note: the paper\'s "ACC" is the macro one-vs-rest accuracy, not top-1 accuracy: each '
+        "error is one false negative and one false positive, so ACC = 1 − 2·(1 − top-1)/C "
+        f"(C = {len(results.class_names)} here); it sits near 97% even at 90% top-1.",
+    ]
+    if is_ham:
+        lines.append(
+            'Rows marked "paper, published" are Table 1 of the CCE paper (HAM10000, one run '
+            "each, split and seeds unstated), for reference only: not part of any test."
+        )
+    return "\n".join(lines)
+
+
+def clinical_section(results: StudyResults) -> str:
+    """Top-1, balanced accuracy, macro F1, melanoma sensitivity and macro AUC per arm."""
+    headers = [METRIC_LABELS[m] + (" (%)" if metric_scale(m)[1] else "") for m in CLINICAL_METRICS]
+    table = metric_table(
+        results.runs,
+        CLINICAL_METRICS,
+        headers,
+        backbones=results.backbones,
+        arms=results.arms,
+        arm_labels=results.arm_labels,
+    )
+    return "\n".join(
+        [
+            "## Clinical metrics",
+            "",
+            "Mean ± sd over the completed seeds. Balanced accuracy is the mean recall over the "
+            "classes present in the test set; melanoma sensitivity is the recall of MEL; macro "
+            "AUC is one-vs-rest from the predicted probabilities.",
+            "",
+            markdown_table(table),
+        ]
+    )
+
+
+def external_section(results: StudyResults) -> str:
+    """Means on the external test set, when the study had one ("" otherwise).
+
+    Shown for reference beside the main test split; its comparisons are not in the Holm
+    family, which stays the one the study was designed around.
+    """
+    metrics = PAPER_METRICS + CLINICAL_METRICS
+    columns = [f"external_{metric}" for metric in metrics]
+    if not any(column in results.runs for column in columns):
+        return ""
+    headers = [*PAPER_HEADERS, *(METRIC_LABELS[metric] for metric in CLINICAL_METRICS)]
+    table = metric_table(
+        results.runs,
+        columns,
+        headers,
+        backbones=results.backbones,
+        arms=results.arms,
+        arm_labels=results.arm_labels,
+    )
+    source = results.section("data").get("external_test", "")
+    return "\n".join(
+        [
+            "## External test set",
+            "",
+            f"The same runs scored on the external test set `{source}` (mean ± sd, % except "
+            "macro AUC); for reference, not part of the significance family.",
+            "",
+            markdown_table(table),
+        ]
+    )
+
+
+def tuning_section(results: StudyResults, tunings: list[ArmTuning], problem: str) -> str:
+    """Per arm the best settings and trial counts from Optuna, and where to see more."""
+    metric = str(results.section("tune").get("metric", DEFAULT_PRIMARY_METRIC))
+    scale = metric_scale(metric)[0]
+    lines = [
+        "## Tuning",
+        "",
+        f"Best trial per arm on validation {METRIC_LABELS.get(metric, metric).lower()} "
+        f"({'%' if scale != 1.0 else 'absolute'}); evaluation retrained these settings on "
+        "train + validation for every seed. Failed trials include those a stopped driver left "
+        "behind.",
+        "",
+    ]
+    if problem:
+        lines += [f"{problem[0].upper()}{problem[1:]}.", ""]
+    else:
+        lines += [markdown_table(tuning_table(tunings, results.arm_labels, scale=scale)), ""]
+    lines.append(
+        "Every trial with its learning curve: "
+        f"`cce-bench dashboard results/{results.store.root.name}` (Optuna dashboard)."
+    )
+    return "\n".join(lines)

@@ -1,0 +1,344 @@
+"""The report's numbers: per-arm summaries, paired comparisons with Holm, McNemar over seeds.
+
+Everything here takes and returns pandas frames (or plain dicts) so that the markdown, the CSV
+exports and the CLI's rich table are three renderings of one computation. The frame ``runs``
+has one row per (backbone, arm, seed), the latest record of that run, with its scalar metrics as
+columns (see ``cce_bench.report.load_results``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from cce_bench import stats
+from cce_bench.metrics import HIGHER_IS_BETTER
+
+#: Table 1 of the paper, in its order: macro one-vs-rest ACC, sensitivity, precision, specificity.
+PAPER_METRICS: tuple[str, ...] = (
+    "paper_accuracy",
+    "paper_sensitivity",
+    "paper_precision",
+    "paper_specificity",
+)
+PAPER_HEADERS: tuple[str, ...] = ("ACC", "Sensitivity", "Precision", "Specificity")
+
+#: What a clinician reads; the issue's clinical table.
+CLINICAL_METRICS: tuple[str, ...] = (
+    "top1",
+    "balanced_accuracy",
+    "macro_f1",
+    "melanoma_sensitivity",
+    "macro_auc",
+)
+
+#: The paper's confused pairs (section 1, Fig. 1) as ``evaluate_predictions`` keys; lower is better.
+PAIR_METRICS: tuple[str, ...] = ("pair_error_nv_mel", "pair_error_akiec_bcc", "pair_error_bkl_mel")
+
+#: The family Holm corrects over: every metric of the report, for every backbone and arm pair.
+FAMILY_METRICS: tuple[str, ...] = PAPER_METRICS + CLINICAL_METRICS + PAIR_METRICS
+
+#: Published Table 1 of the paper (HAM10000, percent), keyed by backbone alias and paper arm.
+PAPER_TABLE_1: dict[str, dict[str, tuple[float, float, float, float]]] = {
+    "resnet50": {"ce": (96.59, 77.68, 83.63, 96.45), "cce": (97.20, 80.25, 85.69, 97.16)},
+    "efficientnet_b4": {"ce": (97.55, 84.78, 88.09, 97.57), "cce": (97.86, 86.65, 88.85, 97.69)},
+    "inception_v3": {"ce": (90.66, 53.36, 55.02, 93.73), "cce": (92.41, 50.41, 63.63, 92.96)},
+    "densenet121": {"ce": (96.84, 78.49, 85.43, 96.76), "cce": (97.02, 82.62, 84.70, 97.11)},
+}
+
+#: Columns of ``stats.csv``: the comparison, ``stats.paired_comparison``'s results, which test
+#: gave ``t_pvalue``, the Holm-adjusted p over the report's family and the verdict.
+SIGNIFICANCE_COLUMNS: tuple[str, ...] = (
+    "backbone",
+    "baseline",
+    "arm",
+    "metric",
+    "n",
+    "seeds_dropped",
+    "mean_a",
+    "mean_b",
+    "mean_diff",
+    "sd_diff",
+    "t_ci_low",
+    "t_ci_high",
+    "boot_ci_low",
+    "boot_ci_high",
+    "t_pvalue",
+    "wilcoxon_pvalue",
+    "d_z",
+    "n_zero_diffs",
+    "seeds_for_80_power",
+    "underpowered",
+    "test",
+    "holm_pvalue",
+    "verdict",
+)
+
+#: Seed of the bootstrap intervals: fixed so that a rebuilt report is byte-identical.
+BOOTSTRAP_SEED = 0
+
+PredictionLoader = Callable[[str, str, int], tuple[np.ndarray, np.ndarray, np.ndarray] | None]
+
+
+def metric_scale(metric: str) -> tuple[float, str]:
+    """(factor, unit) for display: ratios as percent, AUC as it is (0.5 is chance, not 50%)."""
+    return (1.0, "") if metric.endswith("macro_auc") else (100.0, "%")
+
+
+def mean_sd(values: Sequence[float] | pd.Series, scale: float = 100.0, digits: int = 2) -> str:
+    """``"mean ± sd"`` over seeds (sd with ddof 1); one value alone; "—" for none."""
+    finite = np.asarray(values, dtype=float)
+    finite = finite[np.isfinite(finite)] * scale
+    if finite.size == 0:
+        return "—"
+    if finite.size == 1:
+        return f"{finite[0]:.{digits}f}"
+    return f"{finite.mean():.{digits}f} ± {finite.std(ddof=1):.{digits}f}"
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A GitHub-flavoured markdown table of ``frame`` as displayed (cells are ``str()``-ed).
+
+    An empty frame (e.g. comparisons of a single-arm study) is the line "_None._".
+    """
+    if frame.empty:
+        return "_None._"
+    header = [str(column) for column in frame.columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for row in frame.itertuples(index=False):
+        cells = ["" if cell is None else str(cell).replace("|", "\\|") for cell in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def completed(runs: pd.DataFrame) -> pd.DataFrame:
+    """The rows whose run completed: the only ones with test metrics worth averaging."""
+    return runs[runs["outcome"] == "completed"]
+
+
+def summary_frame(runs: pd.DataFrame, metrics: Sequence[str] = FAMILY_METRICS) -> pd.DataFrame:
+    """Mean and sd (ddof 1) over completed seeds per backbone x arm x metric (``summary.csv``)."""
+    done = completed(runs)
+    rows = []
+    for (backbone, arm), group in done.groupby(["backbone", "arm"], sort=False):
+        for metric in metrics:
+            values = group[metric].dropna() if metric in group else pd.Series(dtype=float)
+            rows.append(
+                {
+                    "backbone": backbone,
+                    "arm": arm,
+                    "metric": metric,
+                    "n": len(values),
+                    "mean": float(values.mean()) if len(values) else math.nan,
+                    "sd": float(values.std(ddof=1)) if len(values) > 1 else math.nan,
+                }
+            )
+    return pd.DataFrame(rows, columns=["backbone", "arm", "metric", "n", "mean", "sd"])
+
+
+def metric_table(
+    runs: pd.DataFrame,
+    metrics: Sequence[str],
+    headers: Sequence[str],
+    *,
+    backbones: Sequence[str],
+    arms: Sequence[str],
+    arm_labels: Mapping[str, str],
+) -> pd.DataFrame:
+    """Display table: one row per backbone x arm, "mean ± sd" per metric, seeds completed."""
+    done = completed(runs)
+    rows = []
+    for backbone in backbones:
+        for arm in arms:
+            group = done[(done["backbone"] == backbone) & (done["arm"] == arm)]
+            row = {"Backbone": backbone, "Arm": arm_labels[arm], "Seeds": len(group)}
+            for metric, header in zip(metrics, headers, strict=True):
+                scale = metric_scale(metric)[0]
+                values = group.get(metric, [])
+                row[header] = mean_sd(values, scale, 3 if scale == 1.0 else 2)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def with_paper_rows(table: pd.DataFrame, *, backbones: Sequence[str]) -> pd.DataFrame:
+    """Insert the paper's published Table 1 rows after each backbone it reports, for reference."""
+    rows = []
+    for backbone in backbones:
+        rows.extend(table[table["Backbone"] == backbone].to_dict("records"))
+        for arm, values in PAPER_TABLE_1.get(backbone, {}).items():
+            row = {"Backbone": backbone, "Arm": f"{arm.upper()} (paper, published)", "Seeds": "—"}
+            row.update({h: f"{v:.2f}" for h, v in zip(PAPER_HEADERS, values, strict=True)})
+            rows.append(row)
+    return pd.DataFrame(rows, columns=table.columns)
+
+
+def seed_pairing(
+    runs: pd.DataFrame, backbone: str, baseline: str, arm: str, seeds: Sequence[int]
+) -> tuple[list[int], list[str]]:
+    """Seeds where both arms completed, and one reason per expected seed that was dropped.
+
+    Pairing is by seed (DESIGN.md, "Paired seeds"): a seed that one arm did not complete has no
+    partner, so it leaves the comparison and the report says why rather than shrinking n
+    silently.
+    """
+    subset = runs[runs["backbone"] == backbone]
+    outcome = {(row.arm, row.seed): row.outcome for row in subset.itertuples()}
+    expected = sorted(set(seeds) | {s for (_, s) in outcome})
+    paired, dropped = [], []
+    for seed in expected:
+        states = {name: outcome.get((name, seed), "missing") for name in (baseline, arm)}
+        if all(state == "completed" for state in states.values()):
+            paired.append(seed)
+        else:
+            why = ", ".join(f"{n} {s}" for n, s in states.items() if s != "completed")
+            dropped.append(f"seed {seed} ({why})")
+    return paired, dropped
+
+
+def paired_values(
+    runs: pd.DataFrame, backbone: str, baseline: str, arm: str, metric: str, seeds: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-seed values of both arms on the paired seeds, NaN metrics (undefined) dropped."""
+    done = completed(runs)
+    if metric not in done:  # records written before the metric existed
+        return np.array([]), np.array([])
+    done = done[(done["backbone"] == backbone) & done["seed"].isin(seeds)]
+    pivot = done.pivot_table(index="seed", columns="arm", values=metric, aggfunc="first")
+    if baseline not in pivot or arm not in pivot:
+        return np.array([]), np.array([])
+    pivot = pivot[[baseline, arm]].dropna()
+    return pivot[baseline].to_numpy(float), pivot[arm].to_numpy(float)
+
+
+def significance_frame(
+    runs: pd.DataFrame,
+    *,
+    backbones: Sequence[str],
+    baseline: str,
+    arms: Sequence[str],
+    seeds: Sequence[int],
+    arm_labels: Mapping[str, str],
+    resampled_test_fraction: float | None = None,
+) -> pd.DataFrame:
+    """Every backbone x metric x (baseline, other arm) comparison, Holm-adjusted as one family.
+
+    ``resampled_test_fraction`` is set only when the split changes with the seed; the paired t
+    p-value is then replaced by the Nadeau-Bengio corrected resampled t (``test`` column says
+    which). The verdict reads the Holm-adjusted p at alpha 0.05 and the metric's direction.
+    """
+    rows = []
+    for backbone in backbones:
+        for arm in (a for a in arms if a != baseline):
+            paired, dropped = seed_pairing(runs, backbone, baseline, arm, seeds)
+            for metric in FAMILY_METRICS:
+                a, b = paired_values(runs, backbone, baseline, arm, metric, paired)
+                row = _comparison_row(a, b, resampled_test_fraction)
+                row.update(backbone=backbone, baseline=baseline, arm=arm, metric=metric)
+                row["seeds_dropped"] = len(dropped)
+                rows.append(row)
+    if not rows:  # a study with a single arm compares nothing
+        return pd.DataFrame(columns=list(SIGNIFICANCE_COLUMNS))
+    frame = pd.DataFrame(rows)
+    frame["holm_pvalue"] = stats.holm(frame["t_pvalue"].to_numpy(float))
+    frame["verdict"] = [
+        stats.verdict(
+            row.mean_diff,
+            row.holm_pvalue,
+            higher_is_better=HIGHER_IS_BETTER[row.metric],
+            better=arm_labels[row.arm],
+            worse=arm_labels[row.baseline],
+        )
+        for row in frame.itertuples()
+    ]
+    extra = [column for column in frame.columns if column not in SIGNIFICANCE_COLUMNS]
+    return frame[[*SIGNIFICANCE_COLUMNS, *extra]]
+
+
+def _comparison_row(a: np.ndarray, b: np.ndarray, test_fraction: float | None) -> dict:
+    """``stats.paired_comparison`` of one pair, or an all-NaN row when no seed is paired."""
+    if a.size == 0:
+        first, last = SIGNIFICANCE_COLUMNS.index("mean_a"), SIGNIFICANCE_COLUMNS.index("d_z")
+        empty: dict = dict.fromkeys(SIGNIFICANCE_COLUMNS[first : last + 1], math.nan)
+        empty.update(n=0, n_zero_diffs=0, seeds_for_80_power=None, underpowered=True, test="—")
+        return empty
+    row = stats.paired_comparison(a, b, seed=BOOTSTRAP_SEED)
+    row["test"] = "paired t"
+    if test_fraction is not None:
+        row["t_pvalue"] = stats.corrected_resampled_t(a, b, test_fraction)
+        row["test"] = "corrected resampled t"
+    return row
+
+
+def mcnemar_frame(
+    pairs: Sequence[tuple[str, str, str]],
+    paired_seeds: Mapping[tuple[str, str], Sequence[int]],
+    load: PredictionLoader,
+    *,
+    class_names: Sequence[str],
+    confused_pairs: Sequence[tuple[str, str]],
+) -> pd.DataFrame:
+    """Exact McNemar per seed on per-image predictions, combined over seeds (Fisher).
+
+    ``pairs`` lists (backbone, baseline, arm). Two scopes: all test images (right or wrong at
+    top-1), and for each confused pair (a, b) its images, where an image counts as an error
+    when predicted as the other class of the pair: exactly the error ``pair_error_a_b`` rates.
+    """
+    rows = []
+    for backbone, baseline, arm in pairs:
+        per_scope: dict[str, list[float]] = {"all test images": []}
+        per_scope.update({f"{a.upper()}↔{b.upper()}": [] for a, b in confused_pairs})
+        for seed in paired_seeds.get((backbone, arm), []):
+            first, second = load(backbone, baseline, seed), load(backbone, arm, seed)
+            if first is None or second is None:
+                continue
+            for scope, p in _seed_mcnemar(first, second, class_names, confused_pairs).items():
+                per_scope[scope].append(p)
+        for scope, pvalues in per_scope.items():
+            rows.append(
+                {
+                    "backbone": backbone,
+                    "baseline": baseline,
+                    "arm": arm,
+                    "scope": scope,
+                    "seeds": len(pvalues),
+                    "seed_pvalues": pvalues,
+                    "combined_pvalue": stats.combine_pvalues(pvalues) if pvalues else math.nan,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _seed_mcnemar(first, second, class_names, confused_pairs) -> dict[str, float]:
+    """McNemar p-values of one seed: all images, then each confused pair's images.
+
+    The two arms' predictions are matched by image id; arms that scored different images or
+    labels cannot be paired image by image, so the seed gives no p-value ({}).
+    """
+    ids_a, y_true, proba_a = first
+    ids_b, y_true_b, proba_b = second
+    order_a, order_b = np.argsort(ids_a, kind="stable"), np.argsort(ids_b, kind="stable")
+    if not np.array_equal(ids_a[order_a], ids_b[order_b]):
+        return {}
+    y_true, y_true_b = y_true[order_a], y_true_b[order_b]
+    if not np.array_equal(y_true, y_true_b):
+        return {}
+    pred_a, pred_b = proba_a[order_a].argmax(axis=1), proba_b[order_b].argmax(axis=1)
+    result = {"all test images": stats.mcnemar(pred_a, pred_b, y_true)}
+    index = {name: c for c, name in enumerate(class_names)}
+    for a, b in confused_pairs:
+        if a not in index or b not in index:
+            continue
+        ia, ib = index[a], index[b]
+        in_pair = np.isin(y_true, [ia, ib])
+        if not in_pair.any():
+            continue
+        other = np.where(y_true == ia, ib, ia)[in_pair]
+        # Correct means "not taken for the pair's other class"; McNemar then tests pair errors.
+        swapped_a = (pred_a[in_pair] == other).astype(int)
+        swapped_b = (pred_b[in_pair] == other).astype(int)
+        zeros = np.zeros(int(in_pair.sum()), dtype=int)
+        result[f"{a.upper()}↔{b.upper()}"] = stats.mcnemar(swapped_a, swapped_b, zeros)
+    return result

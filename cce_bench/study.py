@@ -1,0 +1,401 @@
+"""A whole study: tune every arm, evaluate the tuned settings over paired seeds, resume anything.
+
+``run_study`` is what ``cce-bench run``, ``tune`` and ``evaluate`` call. It checks everything
+that can fail fast (results folder, storage, cluster) before loading data or training, keeps one
+driver loop that feeds Ray with trials and runs of every arm in turn (an arm's evaluation starts
+as soon as its own tuning is done, so the cluster never idles waiting for the slowest arm), and
+reports a :class:`StudyProgress` snapshot whenever a trial or run changes state.
+
+Resuming is the default: the results folder and the Optuna storage are the whole state. On start,
+trials a killed driver left RUNNING are marked interrupted and replaced, finished trials count
+against the budget, and evaluation runs already recorded are skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import astuple, dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cce_bench.errors import ResultsError
+from cce_bench.store import (
+    CorruptRecordError,
+    ResultsStore,
+    check_writable,
+    completed_keys,
+    folder_lock,
+    resolve_results_folder,
+)
+from cce_bench.study_progress import (
+    ArmProgress,
+    StudyProgress,
+    arm_progress,
+    estimate_eta,
+    serve_dashboard,
+    study_arms,
+    study_status,
+)
+from cce_bench.tune import Arm, redact_url
+
+if TYPE_CHECKING:
+    import optuna
+
+    from cce_bench.config import StudySpec
+    from cce_bench.execution import Executor, Job, JobDone
+
+__all__ = [
+    "ArmProgress",
+    "StudyOutcome",
+    "StudyProgress",
+    "check_tuning_split",
+    "run_study",
+    "serve_dashboard",
+    "study_status",
+]
+
+PHASES = ("tune", "evaluate")
+
+
+@dataclass(frozen=True)
+class StudyOutcome:
+    """What ``run_study`` did: where the results are, each arm's settings, what went wrong."""
+
+    results_dir: Path
+    progress: StudyProgress
+    best_params: dict[str, dict[str, float]] = field(default_factory=dict)
+    problems: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+# -- storage and data ------------------------------------------------------------------------------
+def open_study_storage(store: ResultsStore, storage: str | None) -> optuna.storages.BaseStorage:
+    """The Optuna storage: ``--storage`` when given, else the one the folder records.
+
+    A study that already has results keeps its storage: pointing it elsewhere would silently
+    start tuning from scratch, so a different ``--storage`` is refused.
+    """
+    from cce_bench.tune import open_storage
+
+    recorded = store.storage_url
+    if storage and store.exists() and not _same_storage(storage, recorded):
+        raise ResultsError(
+            f"{store.root} was run with storage {recorded}, not {redact_url(storage)}; pass "
+            "the same --storage, or --fresh to start over"
+        )
+    return open_storage(storage or recorded)
+
+
+def _same_storage(url: str, recorded: str) -> bool:
+    def sqlite_file(value: str) -> Path | None:
+        prefix = "sqlite:///"
+        return Path(value[len(prefix) :]).resolve() if value.startswith(prefix) else None
+
+    if sqlite_file(url) is not None:
+        return sqlite_file(url) == sqlite_file(recorded)
+    return redact_url(url) == recorded
+
+
+# -- data ----------------------------------------------------------------------------------------
+def load_study_data(spec: StudySpec) -> tuple[dict[int, Any], dict[str, Any]]:
+    """One ``PreparedData`` per image size the study's backbones use, and the split manifest.
+
+    The split depends on the images and ``split_seed`` only, never on the size, so every size
+    sees the same manifest; each size is decoded once into the cache (``load_run_data``). An
+    ``external_test`` set joins each size as part ``external``.
+    """
+    from cce_bench.evaluate import load_external_test, with_external_part
+    from cce_bench.run_data import load_run_data
+
+    prepared: dict[int, Any] = {}
+    manifest: dict[str, Any] = {}
+    for size in sorted({spec.image_size_for(b) for b in spec.models.backbones}):
+        _, prepared[size], manifest = load_run_data(
+            spec.data.source,
+            spec.data.path,
+            image_size=size,
+            split=spec.data.split,
+            test_fraction=spec.data.test_fraction,
+            val_fraction=spec.data.val_fraction,
+            split_seed=spec.data.split_seed,
+            n_images=spec.data.n_images,
+            metadata=spec.data.metadata,
+        )
+        if spec.data.external_test:
+            prepared[size] = with_external_part(prepared[size], load_external_test(spec, size))
+    return prepared, manifest
+
+
+# -- the driver loop -----------------------------------------------------------------------------
+class StudyDriver:
+    """Feeds the executor with every arm's trials, then that arm's evaluation runs, in turn."""
+
+    def __init__(
+        self,
+        spec: StudySpec,
+        store: ResultsStore,
+        studies: dict[Arm, optuna.Study],
+        data_refs: dict[int, Any],
+        *,
+        phases: tuple[str, ...],
+        on_event: Callable[[StudyProgress], None] | None,
+        started: float | None = None,
+        records: list[dict[str, Any]] | None = None,
+    ) -> None:
+        from cce_bench.tune import ArmTuner
+
+        self.spec, self.store, self.studies, self.data_refs = spec, store, studies, data_refs
+        self.phases, self.on_event = phases, on_event
+        self.records = store.read_runs() if records is None else records
+        self.tuners = {
+            arm: ArmTuner(study, spec, arm, self._ref(arm)) for arm, study in studies.items()
+        }
+        self.evaluators: dict[Arm, Any] = {}
+        self.problems: dict[Arm, str] = {}
+        self.started = time.monotonic() if started is None else started
+        self.durations: list[float] = []
+        self.submitted: dict[str, float] = {}
+        self._turn = 0
+
+    def _ref(self, arm: Arm) -> Any:
+        return self.data_refs[self.spec.image_size_for(arm.backbone)]
+
+    def sources(self) -> list[Any]:
+        """Every arm's current source of jobs, in a fixed order (tuner, then evaluator)."""
+        found: list[Any] = []
+        for arm, tuner in self.tuners.items():
+            if "tune" in self.phases and not tuner.finished:
+                found.append(tuner)
+            elif "evaluate" in self.phases and arm not in self.problems:
+                evaluator = self.evaluators.get(arm) or self._start_evaluation(arm)
+                if evaluator is not None:
+                    found.append(evaluator)
+        return found
+
+    def _start_evaluation(self, arm: Arm) -> Any:
+        from cce_bench.evaluate import ArmEvaluator, unevaluated_records
+        from cce_bench.tune import ArmWithoutTrialError, best_params
+
+        try:
+            params = best_params(self.studies[arm], arm)
+        except ArmWithoutTrialError as error:
+            # Recorded (as failed seeds) so the report lists the arm instead of dropping it.
+            self.problems[arm] = str(error)
+            for record in unevaluated_records(self.spec, arm, str(error), self.records):
+                self.records.append(self.store.append_run(record))
+            self.emit(f"{arm.label}: {error}")
+            return None
+        # Seeds count as done only with today's best setting: a study whose tuning was extended
+        # after evaluation re-evaluates every seed with the new best (later records win).
+        mine = [r for r in self.records if (r.get("backbone"), r.get("arm")) == astuple(arm)]
+        done = completed_keys(r for r in mine if r.get("params") == params)
+        if completed_keys(mine) - done:
+            self.emit(f"{arm.label}: best setting changed since its seeds ran; re-evaluating")
+        self.evaluators[arm] = ArmEvaluator(
+            self.spec, arm, params, self.store, self._ref(arm), done_keys=done
+        )
+        return self.evaluators[arm]
+
+    def next_job(self) -> Job | None:
+        """Round-robin over arms, so that every arm advances and the slots stay full."""
+        sources = self.sources()
+        for offset in range(len(sources)):
+            source = sources[(self._turn + offset) % len(sources)]
+            job = source.next_job()
+            if job is not None:
+                self._turn = (self._turn + offset + 1) % max(1, len(sources))
+                self.submitted[job.key] = time.monotonic()
+                self.emit(f"started {job.key}")
+                return job
+        return None
+
+    def on_report(self, job: Job, epoch: int, value: float) -> bool:
+        prune = job.context.on_report(job, epoch, value)
+        if prune:
+            self.emit(f"pruned {job.key} after epoch {epoch} ({self.spec.tune.metric} {value:.4f})")
+        return prune
+
+    def on_done(self, done: JobDone) -> None:
+        record = done.job.context.on_done(done)
+        if isinstance(record, dict):
+            self.records.append(record)
+        self.durations.append(time.monotonic() - self.submitted.pop(done.job.key, time.monotonic()))
+        outcome = done.result.outcome if done.result is not None else f"failed ({done.error})"
+        self.emit(f"finished {done.job.key}: {outcome}")
+
+    def interrupt(self, executor: Executor) -> None:
+        """Ctrl-C: cancel the tasks, record the trials as interrupted, append no partial run."""
+        executor.cancel_all()
+        for source in [*self.tuners.values(), *self.evaluators.values()]:
+            source.abandon_running("interrupted by the user (Ctrl-C)")
+
+    def emit(self, event: str) -> None:
+        if self.on_event is not None:
+            self.on_event(self.progress(event))
+
+    def progress(self, event: str = "") -> StudyProgress:
+        study_dict = self.spec.to_dict()
+        arms = []
+        for arm, study in self.studies.items():
+            evaluator = self.evaluators.get(arm)
+            running = len(evaluator.running) if evaluator is not None else 0
+            progress = arm_progress(study_dict, arm, study, self.records, eval_running=running)
+            arms.append(replace(progress, problem=self.problems.get(arm)))
+        mean_job_s = sum(self.durations) / len(self.durations) if self.durations else None
+        slots = self.spec.resources.max_concurrent
+        return StudyProgress(
+            name=self.spec.name,
+            results_dir=self.store.root,
+            metric=self.spec.tune.metric,
+            arms=tuple(arms),
+            elapsed_s=time.monotonic() - self.started,
+            eta_s=estimate_eta(tuple(arms), mean_job_s, self.phases, slots),
+            event=event,
+        )
+
+
+# -- the entry points ----------------------------------------------------------------------------
+def run_study(
+    spec: StudySpec,
+    results_dir: Path | str,
+    *,
+    phases: tuple[str, ...] = PHASES,
+    storage: str | None = None,
+    address: str | None = None,
+    fresh: bool = False,
+    on_event: Callable[[StudyProgress], None] | None = None,
+    train_fn: Callable[..., Any] | None = None,
+) -> StudyOutcome:
+    """Tune and/or evaluate ``spec`` with results under ``<results_dir>/<name>/``; resumable.
+
+    Fails fast, before any data is loaded or anything is written: ``ResultsError`` (folder not
+    writable, a different study already there), ``StorageError`` (``storage`` malformed or
+    unreachable), ``ClusterError`` (no Ray at ``address``). Ctrl-C cancels the running tasks,
+    marks their trials interrupted and re-raises ``KeyboardInterrupt``. ``train_fn`` replaces
+    ``train_run`` (tests).
+    """
+    import optuna
+
+    from cce_bench.execution import start_ray, stop_ray
+
+    started = time.monotonic()
+    unknown = set(phases) - set(PHASES)
+    if unknown:
+        raise ValueError(f"unknown phases {sorted(unknown)}; use {PHASES}")
+    store, notes = resolve_results_folder(spec, results_dir, fresh=fresh)
+    check_writable(store)
+    with contextlib.ExitStack() as stack:
+        if store.exists():
+            stack.enter_context(folder_lock(store))
+        records, notes = _read_records(store, notes)
+        # Fail fast: a bad URL or a missing cluster must cost seconds, not a data load.
+        backend = open_study_storage(store, storage) if storage or store.exists() else None
+        if start_ray(address):
+            stack.callback(stop_ray)
+        prepared, manifest = load_study_data(spec)
+        if not store.exists():
+            stack.enter_context(folder_lock(store))
+            backend = backend or open_study_storage(store, None)
+            _start_folder(store, spec, manifest, storage)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        driver_options = {
+            "phases": phases,
+            "on_event": on_event,
+            "started": started,
+            "records": records,
+        }
+        return _drive(spec, store, backend, prepared, driver_options, train_fn, notes)
+
+
+def _read_records(
+    store: ResultsStore, notes: tuple[str, ...]
+) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
+    """The run records; a truncated last line (a driver killed mid-append) is set aside.
+
+    That run was never counted, so it simply runs again; corruption anywhere else still raises.
+    """
+    try:
+        return store.read_runs(), notes
+    except CorruptRecordError as error:
+        records = store.read_runs(repair=True)
+        return records, (*notes, f"{error.args[0].split(';')[0]}: set aside in runs.jsonl.corrupt")
+
+
+def _start_folder(
+    store: ResultsStore, spec: StudySpec, manifest: dict[str, Any], storage: str | None
+) -> None:
+    """First run: the split manifest, the storage (if not the default) and, last, the study.
+
+    ``study.toml`` goes last because its presence marks the folder as a started study.
+    """
+    store.write_split_manifest(manifest)
+    if storage:
+        store.write_storage_url(redact_url(storage))
+    store.write_study(spec.to_toml())
+
+
+def _drive(
+    spec: StudySpec,
+    store: ResultsStore,
+    storage: optuna.storages.BaseStorage,
+    prepared: dict[int, Any],
+    driver_options: dict[str, Any],
+    train_fn: Callable[..., Any] | None,
+    notes: tuple[str, ...],
+) -> StudyOutcome:
+    """Open every arm's study, put the data in the object store, and run the driver loop."""
+    from cce_bench.execution import Executor, Resources
+    from cce_bench.tune import has_complete_trial, mark_interrupted, open_arm_study
+
+    studies = {}
+    for arm in study_arms(spec.to_dict()):
+        studies[arm] = open_arm_study(
+            storage, spec, arm, study_name=store.optuna_study_name(arm.backbone, arm.arm)
+        )
+        mark_interrupted(studies[arm], "the driver stopped while it ran (killed or interrupted)")
+    resources = Resources(
+        cpus_per_run=spec.resources.cpus_per_run,
+        gpus_per_run=spec.resources.gpus_per_run,
+        max_concurrent=spec.resources.max_concurrent,
+        max_retries=spec.resources.max_retries,
+    )
+    executor = Executor(resources, train_fn=train_fn)
+    # The images go to the object store once per size; every task gets the same reference.
+    refs = {size: executor.put(data) for size, data in prepared.items()}
+    driver = StudyDriver(spec, store, studies, refs, **driver_options)
+    for note in notes:
+        driver.emit(note)
+    try:
+        executor.run(driver.next_job, driver.on_report, driver.on_done)
+    except KeyboardInterrupt:
+        driver.interrupt(executor)
+        raise
+    best = {a.label: s.best_params for a, s in studies.items() if has_complete_trial(s)}
+    return StudyOutcome(
+        results_dir=store.root,
+        progress=driver.progress("done"),
+        best_params=best,
+        problems=tuple(driver.problems.values()),
+        notes=notes,
+    )
+
+
+def check_tuning_split(results_dir: Path | str, *, storage: str | None = None) -> list[str]:
+    """Tuning trials of a finished study that read a test part (DESIGN.md: must be empty).
+
+    Each trial stores its ``RunSpec``; together with ``split.json`` (which image ids form the
+    test part) this lets anyone check that tuning never saw a test image.
+    """
+    import optuna
+
+    from cce_bench.tune import open_storage, tuning_specs_reading_test
+
+    store = ResultsStore(results_dir)
+    backend = open_storage(storage or store.storage_url)
+    specs = []
+    for summary in backend.get_all_studies():
+        study = optuna.load_study(study_name=summary.study_name, storage=backend)
+        specs += [t.user_attrs["spec"] for t in study.get_trials() if "spec" in t.user_attrs]
+    return tuning_specs_reading_test(specs)

@@ -1,0 +1,198 @@
+"""Optuna's side of tuning: storage URLs, arm studies, budget, and what a trial's end records."""
+
+import math
+import time
+
+import numpy as np
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from cce_bench.config_schema import DataSpec, LossesSpec, ModelsSpec, StudySpec, TrainSpec, TuneSpec
+from cce_bench.errors import StorageError
+from cce_bench.execution import Job, JobDone
+from cce_bench.runspec import RunResult
+from cce_bench.tune import (
+    Arm,
+    ArmTuner,
+    make_pruner,
+    mark_interrupted,
+    open_arm_study,
+    open_storage,
+    redact_url,
+    search_space,
+    trials_used,
+    tuning_specs_reading_test,
+)
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@pytest.fixture
+def spec() -> StudySpec:
+    """A study built straight from the schema (no registry checks needed for these tests)."""
+    return StudySpec(
+        name="t",
+        data=DataSpec(source="synthetic", image_size=32),
+        models=ModelsSpec(backbones=("resnet10t",)),
+        losses=LossesSpec(arms=("ce", "cce_tau")),
+        train=TrainSpec(epochs=2, batch_size=16),
+        tune=TuneSpec(n_trials=3),
+    )
+
+
+@pytest.fixture
+def storage(tmp_path):
+    return open_storage(f"sqlite:///{tmp_path}/optuna.db")
+
+
+def _result(outcome="completed", value=0.5, diverged_at_step=None) -> RunResult:
+    return RunResult(
+        outcome=outcome, metrics={"balanced_accuracy": value} if outcome == "completed" else {},
+        history=[], image_ids=np.array(["a"]), y_true=np.array([0]),
+        proba=np.full((1, 7), 1 / 7, dtype=np.float32), wall_time_s=1.0, images_per_s=10.0,
+        peak_memory_mb=1.0, device="cpu", versions={}, node="host",
+        diverged_at_step=diverged_at_step,
+    )  # fmt: skip
+
+
+def test_redact_url_masks_the_password():
+    assert redact_url("postgresql://user:secret@host/db") == "postgresql://user:***@host/db"
+
+
+def test_redact_url_masks_a_password_query_parameter():
+    assert "secret" not in redact_url("mysql://host/db?user=u&password=secret")
+
+
+def test_redact_url_leaves_a_url_without_password_alone():
+    assert redact_url("sqlite:///results/q/optuna.db") == "sqlite:///results/q/optuna.db"
+
+
+def test_malformed_storage_url_is_a_storage_error():
+    with pytest.raises(StorageError, match="cannot open Optuna storage notaurl"):
+        open_storage("notaurl")
+
+
+def test_unusable_storage_fails_fast_without_showing_the_password():
+    started = time.perf_counter()
+    with pytest.raises(StorageError) as error:
+        open_storage("postgresql://user:secret@127.0.0.1:1/db")
+    assert time.perf_counter() - started < 15
+    assert "secret" not in str(error.value) and "user:***@" in str(error.value)
+
+
+def test_sqlite_storage_uses_write_ahead_logging_so_the_dashboard_can_read(storage):
+    with storage.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [("none", "NopPruner"), ("median", "MedianPruner"), ("hyperband", "HyperbandPruner")],
+)
+def test_pruner_by_name(name, kind):
+    assert type(make_pruner(name, epochs=4)).__name__ == kind
+
+
+def test_search_space_is_log_lr_plus_the_loss_parameters(spec):
+    space = search_space(spec, "cce_tau")
+    assert set(space) == {"lr", "aug_strength", "tau"}
+    assert space["lr"].log and not space["aug_strength"].log
+    assert set(search_space(spec, "ce")) == {"lr", "aug_strength"}
+
+
+def test_cce_tau_study_starts_with_the_papers_tau_once(spec, storage):
+    arm = Arm("resnet10t", "cce_tau")
+    study = open_arm_study(storage, spec, arm, study_name="t/resnet10t/cce_tau")
+    open_arm_study(storage, spec, arm, study_name="t/resnet10t/cce_tau")
+    assert len(study.get_trials(states=(TrialState.WAITING,))) == 1
+    assert study.ask(search_space(spec, "cce_tau")).params["tau"] == 0.0
+
+
+def test_trials_left_running_are_marked_interrupted_and_do_not_count(spec, storage):
+    study = open_arm_study(storage, spec, Arm("resnet10t", "ce"), study_name="t/resnet10t/ce")
+    study.tell(study.ask(), 0.5)
+    study.ask()  # a trial whose driver was killed
+    assert mark_interrupted(study) == 1
+    orphan = study.trials[1]
+    assert orphan.state == TrialState.FAIL and orphan.user_attrs["interrupted"] is True
+    assert trials_used(study) == 1
+
+
+def test_tuning_specs_never_name_the_test_part(spec, storage):
+    arm = Arm("resnet10t", "ce")
+    tuner = ArmTuner(open_arm_study(storage, spec, arm, study_name="t/a/ce"), spec, arm, None)
+    jobs = [tuner.next_job() for _ in range(3)]
+    assert tuning_specs_reading_test([job.spec.to_dict() for job in jobs]) == []
+    assert {job.spec.eval_part for job in jobs} == {"val"}
+
+
+def test_a_spec_scoring_on_test_is_flagged():
+    leaks = tuning_specs_reading_test([{"train_parts": ["train"], "eval_part": "test"}])
+    assert len(leaks) == 1
+
+
+def test_tuner_asks_no_more_than_the_budget(spec, storage):
+    arm = Arm("resnet10t", "ce")
+    tuner = ArmTuner(open_arm_study(storage, spec, arm, study_name="t/a/ce"), spec, arm, None)
+    jobs = [tuner.next_job() for _ in range(3)]
+    assert tuner.next_job() is None
+    tuner.on_done(JobDone(jobs[0], error="WorkerCrashedError: lost"))
+    assert tuner.next_job() is None  # a failed trial counts against the budget
+    assert all(isinstance(job, Job) for job in jobs)
+
+
+def test_completed_trial_records_value_and_user_attributes(spec, storage):
+    arm = Arm("resnet10t", "ce")
+    tuner = ArmTuner(open_arm_study(storage, spec, arm, study_name="t/a/ce"), spec, arm, None)
+    job = tuner.next_job()
+    tuner.on_done(JobDone(job, result=_result(value=0.7), node={"hostname": "h", "node_id": "n"}))
+    trial = tuner.study.trials[0]
+    assert trial.state == TrialState.COMPLETE and trial.value == 0.7
+    attrs = trial.user_attrs
+    assert (attrs["backbone"], attrs["arm"], attrs["node"], attrs["outcome"]) == (
+        "resnet10t", "ce", "h", "completed",
+    )  # fmt: skip
+    assert attrs["images_per_s"] == 10.0 and attrs["wall_time_s"] == 1.0
+
+
+def test_diverged_trial_is_pruned_with_its_reason(spec, storage):
+    arm = Arm("resnet10t", "ce")
+    tuner = ArmTuner(open_arm_study(storage, spec, arm, study_name="t/a/ce"), spec, arm, None)
+    job = tuner.next_job()
+    tuner.on_done(JobDone(job, result=_result("diverged", diverged_at_step=3)))
+    trial = tuner.study.trials[0]
+    assert trial.state == TrialState.PRUNED
+    assert trial.user_attrs["reason"] == "diverged at step 3"
+
+
+def test_failed_task_is_a_fail_trial_with_its_cause(spec, storage):
+    arm = Arm("resnet10t", "ce")
+    tuner = ArmTuner(open_arm_study(storage, spec, arm, study_name="t/a/ce"), spec, arm, None)
+    tuner.on_done(JobDone(tuner.next_job(), error="RuntimeError: boom", attempts=3))
+    trial = tuner.study.trials[0]
+    assert trial.state == TrialState.FAIL
+    assert trial.user_attrs["error"] == "RuntimeError: boom" and trial.user_attrs["attempts"] == 3
+
+
+def test_epoch_reports_reach_the_study_and_the_pruner_decides(spec, storage):
+    spec = StudySpec(**{**spec.__dict__, "tune": TuneSpec(n_trials=3, pruner="median")})
+    arm = Arm("resnet10t", "ce")
+    tuner = ArmTuner(open_arm_study(storage, spec, arm, study_name="t/a/ce"), spec, arm, None)
+    for value in (0.8, 0.9):  # two finished trials: the median pruner's start-up
+        job = tuner.next_job()
+        for epoch in (1, 2):
+            assert tuner.on_report(job, epoch, value) is False
+        tuner.on_done(JobDone(job, result=_result(value=value)))
+    weak = tuner.next_job()
+    assert tuner.on_report(weak, 1, 0.1) is False  # warm-up epoch: never pruned
+    assert tuner.on_report(weak, 2, 0.1) is True
+    assert tuner.study.trials[2].intermediate_values == {1: 0.1, 2: 0.1}
+
+
+def test_nan_report_is_ignored_not_ranked(spec, storage):
+    arm = Arm("resnet10t", "ce")
+    tuner = ArmTuner(open_arm_study(storage, spec, arm, study_name="t/a/ce"), spec, arm, None)
+    job = tuner.next_job()
+    assert tuner.on_report(job, 1, math.nan) is False
+    assert tuner.study.trials[0].intermediate_values == {}
