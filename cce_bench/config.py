@@ -29,6 +29,7 @@ from typing import Any
 from cce_bench.config_reader import StudyFileError, read_table, unknown_choice_detail
 from cce_bench.config_schema import (
     BUDGET_KEYS,
+    PLACEMENT_KEYS,
     DataSpec,
     EvaluateSpec,
     LossesSpec,
@@ -44,6 +45,7 @@ from cce_bench.errors import DataError, ModelError, StudyConfigError
 
 __all__ = [
     "BUDGET_KEYS",
+    "PLACEMENT_KEYS",
     "DataSpec",
     "EvaluateSpec",
     "LossesSpec",
@@ -289,17 +291,29 @@ class _StudyChecks:
                     check_image_size(backbone, spec.data.image_size)
                 except ModelError as error:
                     raise self.fail("data.image_size", f"`data.image_size`: {error}") from error
-        pretrained = spec.models.pretrained
-        if isinstance(pretrained, Path):
-            weights = self._resolve(pretrained)
-            if weights is None or not weights.is_file():
-                raise self.fail(
-                    "models.pretrained",
-                    f"`models.pretrained` weights file {weights} does not exist; fix the path, "
-                    "or set pretrained = true (timm's weights) or false (random initialisation)",
-                )
+        if isinstance(spec.models.pretrained, Path):
+            weights = self._weights_file(spec.models.pretrained)
             return dataclasses.replace(spec.models, pretrained=weights)
         return spec.models
+
+    def _weights_file(self, pretrained: Path) -> Path:
+        """The resolved weights file, read once here (``weights_only=True``, about a second):
+        a file that is not a state dict would otherwise fail in every trial's worker, after Ray
+        started and the results folder was written."""
+        from cce_bench.models import read_weights_file
+
+        weights = self._resolve(pretrained)
+        if weights is None or not weights.is_file():
+            raise self.fail(
+                "models.pretrained",
+                f"`models.pretrained` weights file {weights} does not exist; fix the path, "
+                "or set pretrained = true (timm's weights) or false (random initialisation)",
+            )
+        try:
+            read_weights_file(weights)
+        except ModelError as error:
+            raise self.fail("models.pretrained", f"`models.pretrained`: {error}") from error
+        return weights
 
     def _names_listed(self, key: str, names: tuple[str, ...], *, example: str) -> None:
         if not names:

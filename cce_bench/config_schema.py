@@ -8,8 +8,10 @@ against them, so type and range checks, "did you mean" for unknown keys, default
 registry (losses, sources, backbones, metrics) or span several keys live in
 :mod:`cce_bench.config`, which is also where a study is loaded.
 
-Budgets (``tune.n_trials``, ``evaluate.seeds``) are the only keys a study may change once it has
-results (issue 5: raising them extends a study), so the fingerprint leaves them out.
+A study that has results may change only what does not change what it computes: its budgets
+(``tune.n_trials``, ``evaluate.seeds``: raising them extends it, issue 5) and where its images
+are and how its runs are placed (``PLACEMENT_KEYS``). The fingerprint and ``diff_studies`` leave
+exactly those out.
 """
 
 from __future__ import annotations
@@ -23,6 +25,15 @@ from typing import Any
 
 #: Keys that may change between runs of one study: raising them extends it (issue 5).
 BUDGET_KEYS: tuple[str, ...] = ("tune.n_trials", "evaluate.seeds")
+
+#: Keys (a bare name: the whole table) that say where the images are and how runs are placed,
+#: not what is computed, so they may change between runs of one study. ``data.path`` is an
+#: absolute path, so moving the dataset folder would otherwise refuse to resume; the split
+#: manifest (``split.json``: image ids per part) proves the moved folder holds the same images,
+#: and resuming checks it (``cce_bench.study``). ``[resources]`` (CPUs, GPU share, concurrency,
+#: retries, threads) decides speed; a run's spec carries no resource but its thread count,
+#: which at most moves the last bits of a float sum on CPU, not a conclusion.
+PLACEMENT_KEYS: tuple[str, ...] = ("data.path", "resources")
 
 Range = tuple[float, float]
 
@@ -249,32 +260,38 @@ class StudySpec(Table):
         return dumps_toml(self.to_dict())
 
     def fingerprint(self) -> str:
-        """sha256 of the canonical JSON of ``to_dict()`` without the budgets (``BUDGET_KEYS``).
+        """sha256 of the canonical JSON of ``to_dict()`` without ``BUDGET_KEYS`` and
+        ``PLACEMENT_KEYS``.
 
-        Two specs with one fingerprint differ at most in their budgets, so a results folder
-        started by one accepts the other as its continuation (issue 5: resume and extend).
+        Two specs with one fingerprint differ at most in their budgets, data folder and
+        resources, so a results folder started by one accepts the other as its continuation
+        (issue 5: resume and extend; a moved dataset or more concurrency is no new study).
         """
-        table = without_budgets(self.to_dict())
+        table = what_is_computed(self.to_dict())
         canonical = json.dumps(table, sort_keys=True, separators=(",", ":"), allow_nan=False)
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def without_budgets(table: dict[str, Any]) -> dict[str, Any]:
-    """A copy of a study dict without the ``BUDGET_KEYS``."""
+def what_is_computed(table: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a study dict without the ``BUDGET_KEYS`` and ``PLACEMENT_KEYS``."""
     trimmed = copy.deepcopy(table)
-    for key in BUDGET_KEYS:
-        section, leaf = key.split(".")
-        trimmed.get(section, {}).pop(leaf, None)
+    for key in (*BUDGET_KEYS, *PLACEMENT_KEYS):
+        section, _, leaf = key.partition(".")
+        if leaf:
+            trimmed.get(section, {}).pop(leaf, None)
+        else:
+            trimmed.pop(section, None)
     return trimmed
 
 
 def diff_studies(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """One line per changed key, ``"train.epochs: 4 -> 6"``, budgets (``BUDGET_KEYS``) left out.
+    """One line per changed key, ``"train.epochs: 4 -> 6"``; the keys a study may change
+    (``BUDGET_KEYS``, ``PLACEMENT_KEYS``) are left out, as in ``StudySpec.fingerprint``.
 
     Both sides are ``StudySpec.to_dict()`` shapes (e.g. a stored ``study.toml`` and the study
     being started); a key present on one side only shows as ``(unset)`` on the other.
     """
-    before, after = _flatten(without_budgets(old)), _flatten(without_budgets(new))
+    before, after = _flatten(what_is_computed(old)), _flatten(what_is_computed(new))
     unset = object()
     lines = []
     for key in [*before, *(key for key in after if key not in before)]:

@@ -89,11 +89,11 @@ class ArmEvaluator:
             train_parts=EVALUATION_PARTS,
             eval_part=EVALUATION_PART,
         )
-        if self.extra_parts:  # the external part is scored by a rerun that must match exactly
-            run_spec = run_spec.replace(deterministic=True)
+        # The same final model scores the external part: one training, two test sets.
+        run_spec = run_spec.replace(extra_eval_parts=self.extra_parts)
         key = f"evaluate/{self.arm.label}/seed{seed}"
         self.running[key] = seed
-        return Job(key, run_spec, self.data_ref, None, self, extra_eval_parts=self.extra_parts)
+        return Job(key, run_spec, self.data_ref, None, self)
 
     def on_report(self, job: Job, epoch: int, value: float) -> bool:
         return False  # evaluation runs always train to the end
@@ -141,12 +141,9 @@ def run_record(
     record["node"] = done.node.get("hostname") or stored.get("node")
     if result.outcome != "completed" or result.proba is None:
         return record, None
-    predictions = result.predictions()
-    external = done.extra_results.get(EXTERNAL_PART)
-    if external is not None:
-        record["external_metrics"] = external.metrics
-        predictions.update({f"{EXTERNAL_PART}_{k}": v for k, v in external.predictions().items()})
-    return record, predictions
+    # The external part's arrays are prefixed ``external_`` (``RunResult.predictions``).
+    record["external_metrics"] = result.extra_metrics.get(EXTERNAL_PART)
+    return record, result.predictions()
 
 
 def unevaluated_records(

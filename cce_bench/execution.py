@@ -92,8 +92,7 @@ def start_ray(address: str | None = None, *, num_cpus: int | None = None) -> boo
     import ray
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    if address not in (None, "", "auto", "local"):
-        _probe_head(address)
+    check_address(address)
     if ray.is_initialized():
         return False
     quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
@@ -103,11 +102,98 @@ def start_ray(address: str | None = None, *, num_cpus: int | None = None) -> boo
         else:
             ray.init(address=address, **quiet)
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as error:
+        if _refused_for_token(error):
+            raise ClusterError(
+                f"the Ray cluster at --address {address} requires token authentication; set "
+                "RAY_AUTH_MODE=token and its token (RAY_AUTH_TOKEN, or ~/.ray/auth_token) as on "
+                "its head node"
+            ) from None
         raise ClusterError(
             f"cannot join a Ray cluster at --address {address}: {str(error).splitlines()[0]}; "
             "start one with `ray start --head` or leave --address out to run locally"
         ) from None
     return True
+
+
+def _refused_for_token(error: BaseException) -> bool:
+    """True when joining failed because the cluster wants a token this process lacks.
+
+    Ray 2.60's ``ray start --head`` turns token authentication on whenever
+    ``~/.ray/auth_token`` exists, while a process joining by address never sends the token
+    unless told to; Ray then reports only "Failed to connect", with the cause in the chain.
+    """
+    from ray.exceptions import AuthenticationError
+
+    for _ in range(8):  # a chain is short; the bound guards against cycles
+        if isinstance(error, AuthenticationError) or "InvalidAuthToken" in str(error):
+            return True
+        if (error := error.__cause__ or error.__context__) is None:
+            return False
+    return False
+
+
+def check_address(address: str | None) -> None:
+    """Raise ``ClusterError`` within seconds when ``address`` is malformed or no Ray head
+    answers there; a local Ray (``None``, ``"local"``) and ``"auto"`` pass unprobed.
+
+    ``run_study`` calls it before loading data, so a wrong ``--address`` costs seconds even when
+    the data takes minutes to load; ``start_ray`` calls it again (a TCP connect, milliseconds).
+    """
+    if address not in (None, "", "auto", "local"):
+        _probe_head(address)
+
+
+def node_resources() -> list[dict[str, float]]:
+    """Total resources of each alive node of the running Ray (``{"CPU": 16.0, "GPU": 1.0}``)."""
+    import ray
+
+    return [dict(node["Resources"]) for node in ray.nodes() if node.get("Alive")]
+
+
+def check_resources(
+    resources: Resources, *, device: str = "auto", nodes: list[dict[str, float]] | None = None
+) -> None:
+    """Raise ``ClusterError`` when no node of the Ray cluster can ever run one run.
+
+    Ray queues a task it cannot place without an error, so ``gpus_per_run = 1`` without a GPU
+    or ``cpus_per_run = 64`` on a 2-core machine would wait forever. A task runs on one node, so
+    each request is compared with the largest alive node, not the cluster's total. ``device =
+    "cuda"`` needs a GPU on some node. ``nodes`` (each node's total resources) defaults to
+    :func:`node_resources`. An autoscaling cluster that has not yet added its GPU nodes is
+    refused too: start them first.
+    """
+    nodes = node_resources() if nodes is None else nodes
+    requests = {
+        "CPU": ("cpus_per_run", resources.cpus_per_run),
+        "GPU": ("gpus_per_run", resources.gpus_per_run),
+    }
+    largest = {kind: max((node.get(kind, 0.0) for node in nodes), default=0.0) for kind in requests}
+    cluster = f"the Ray cluster ({len(nodes)} node{'s' * (len(nodes) != 1)})"
+    if device == "cuda" and largest["GPU"] == 0:
+        raise ClusterError(
+            f"`train.device` = 'cuda', but no node of {cluster} has a GPU; set device = 'auto' "
+            "(or 'cpu'), or pass --address of a cluster with GPUs"
+        )
+    for kind, (key, wanted) in requests.items():
+        if wanted <= largest[kind]:
+            continue
+        if kind == "GPU" and largest[kind] == 0:
+            raise ClusterError(
+                f"`resources.{key}` = {wanted:g}, but no node of {cluster} has a GPU; set "
+                f"{key} = 0 or pass --address of a cluster with GPUs"
+            )
+        raise ClusterError(
+            f"`resources.{key}` = {wanted:g}, but the largest node of {cluster} has "
+            f"{largest[kind]:g} {kind}s; set {key} to at most {largest[kind]:g}, or pass "
+            "--address of a cluster with bigger nodes"
+        )
+    if not any(all(node.get(k, 0.0) >= w for k, (_, w) in requests.items()) for node in nodes):
+        raise ClusterError(
+            f"no node of {cluster} has both {resources.cpus_per_run:g} CPUs and "
+            f"{resources.gpus_per_run:g} GPUs (`resources.cpus_per_run`, "
+            "`resources.gpus_per_run`); lower one of them, or pass --address of a cluster with "
+            "bigger nodes"
+        )
 
 
 def _probe_head(address: str) -> None:
@@ -168,10 +254,18 @@ class TrialChannel:
 
 
 def make_channel() -> Any:
-    """The driver's :class:`TrialChannel` actor; zero CPUs so it never takes a run's slot."""
-    import ray
+    """The driver's :class:`TrialChannel` actor, on the driver's node; zero CPUs so it never
+    takes a run's slot.
 
-    return ray.remote(num_cpus=0)(TrialChannel).remote()
+    Ray places an actor that asks for no resources on a random node; on a worker node, losing
+    that node would take the channel with it and crash the study (issue 7, seen on a two-node
+    cluster in tests/test_cluster.py). A study cannot outlive its driver's node anyway.
+    """
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    return ray.remote(num_cpus=0)(TrialChannel).options(scheduling_strategy=here).remote()
 
 
 class ChannelReporter:

@@ -6,9 +6,12 @@ is a small function of the spec's device settings and the machine.
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import resource
+import subprocess
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -19,6 +22,9 @@ if TYPE_CHECKING:
     import torch
 
     from cce_bench.data.labeled import PreparedData
+
+#: Seconds a ``git`` call may take before the commit is left out of a run record.
+GIT_TIMEOUT_S = 5.0
 
 #: On CUDA a part's images are uploaded once when they take at most this share of free memory;
 #: a per-batch host-to-device copy is the fallback (HAM10000 at 380 px is 4.3 GB as uint8).
@@ -110,7 +116,51 @@ def library_versions(device: torch.device) -> dict[str, str]:
     if device.type == "cuda":
         versions["cuda"] = str(torch.version.cuda)
         versions["cudnn"] = str(torch.backends.cudnn.version())
+    commit = source_commit()
+    if commit is not None:
+        versions["git_commit"] = commit
     return versions
+
+
+@functools.cache
+def source_commit() -> str | None:
+    """The git commit of the cce-bench source tree that is running (``commit_of`` its root).
+
+    Cached: a pooled worker asks git once, not once per run.
+    """
+    import cce_bench
+
+    return commit_of(Path(cce_bench.__file__).resolve().parent.parent)
+
+
+def commit_of(root: Path) -> str | None:
+    """``git rev-parse HEAD`` of the checkout at ``root``, ``-dirty`` appended when tracked
+    files differ from it; None when ``root`` is no checkout's root or git is absent or stuck.
+
+    Only a checkout rooted at ``root`` counts, so an installed copy inside some other
+    repository (a virtual environment in a project folder) never reports that repository's
+    commit. Two git calls, under 10 ms here.
+    """
+    if not (root / ".git").exists():  # a folder in a clone, a file in a worktree
+        return None
+    try:
+        head = _git(root, "rev-parse", "HEAD")
+        dirty = _git(root, "diff", "--quiet", "HEAD", "--")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if head.returncode != 0 or not head.stdout.strip():
+        return None
+    return head.stdout.strip() + ("-dirty" if dirty.returncode == 1 else "")
+
+
+def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["git", "-C", str(root), *args],
+        capture_output=True,
+        text=True,
+        timeout=GIT_TIMEOUT_S,
+        check=False,
+    )
 
 
 class PartOnDevice:

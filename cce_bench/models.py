@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from cce_bench.errors import ModelError
 
 if TYPE_CHECKING:
+    import torch
     from torch import nn
 
 #: ImageNet channel statistics (torchvision/timm ``IMAGENET_DEFAULT_MEAN``/``_STD``), used when a
@@ -118,17 +119,22 @@ def resolve_backbone(name: str) -> BackboneInfo:
 
 
 def check_image_size(name: str, size: int) -> None:
-    """Raise ``ModelError`` when ``size`` is too small (or, for fixed-size models, not native)."""
+    """Raise ``ModelError`` when ``size`` is too small (or, for fixed-size models, not native).
+
+    The message names the sizes only, not where ``size`` came from (a study's
+    ``data.image_size``, ``cce-bench train --image-size``, a ``RunSpec``): callers that know
+    the source put it in front, as the study file check does with the key.
+    """
     info = resolve_backbone(name)
     if info.fixed_size and size != info.native_size:
         raise ModelError(
-            f"{info.name} takes {info.native_size} px images only; study sets image_size = "
-            f"{size}; set it to {info.native_size} or pick another backbone"
+            f"{info.name} takes {info.native_size} px images only, got {size} px; use "
+            f"{info.native_size} px or pick another backbone"
         )
     if size < info.min_size:
         raise ModelError(
-            f"{info.name} needs images of at least {info.min_size} px; study sets image_size = "
-            f"{size}; raise it or pick another backbone"
+            f"{info.name} needs images of at least {info.min_size} px, got {size} px; raise "
+            "the image size or pick another backbone"
         )
 
 
@@ -249,8 +255,16 @@ def pretrained_weights_path(name: str) -> Path:
         ) from error
 
 
-def _read_state_dict(path: Path) -> dict:
-    """Tensors of a safetensors file or a ``torch.save``'d state dict, without running pickles."""
+def read_weights_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """Tensors of a safetensors file or a ``torch.save``'d state dict, without running pickles.
+
+    A pickle is read with ``torch.load(weights_only=True)``, so a full pickled model (or any
+    pickle that would run code) is refused, not executed (issue 7, safe defaults). Common
+    checkpoint wrappers (``state_dict``, ``state_dict_ema``, ``model``) and DataParallel's
+    ``module.`` prefix are unwrapped. Raises ``ModelError`` saying how to save the weights.
+    A study file check calls it too, so that a bad file fails before Ray starts.
+    """
+    path = Path(path)
     import torch
 
     fix = (
@@ -286,7 +300,7 @@ def _read_state_dict(path: Path) -> dict:
 
 def _load_weights_file(model: nn.Module, path: Path, info: BackboneInfo) -> None:
     """Load ``path`` into ``model``, keeping the fresh head where the class count differs."""
-    state = _read_state_dict(path)
+    state = read_weights_file(path)
     head = model.pretrained_cfg.get("classifier") or ""
     own = model.state_dict()
 

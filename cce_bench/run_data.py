@@ -29,6 +29,8 @@ def load_run_data(
     val_fraction: float,
     split_seed: int,
     n_images: int | None = None,
+    difficulty: float | None = None,
+    resize_mode: str = "squash",
     metadata: str | os.PathLike[str] | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     progress: Callable[..., Any] | None = None,
@@ -36,10 +38,13 @@ def load_run_data(
     """Load a source, split it and decode it once at ``image_size``.
 
     ``source`` None (or ``"auto"``) detects the source from ``path``; ``"synthetic"`` needs no
-    path and generates ``n_images`` images (1,000 by default) at ``image_size``. ``metadata``
-    points HAM10000 / hmnist sources to their CSV when it is not beside the images. Returns the
-    labelled images, the prepared data with parts ``train``/``val``/``test``, and the split
-    manifest (``splits.split_manifest`` plus the split settings under ``"split"``).
+    path and generates ``n_images`` images (1,000 by default) at ``image_size`` and
+    ``difficulty`` (None: the generator's default). ``resize_mode`` (``squash``,
+    ``center_crop`` or ``pad``) is how a non-square image becomes a square; it is part of the
+    cache key (``cce_bench.data.cache``). ``metadata`` points HAM10000 / hmnist sources to
+    their CSV when it is not beside the images. Returns the labelled images, the prepared data
+    with parts ``train``/``val``/``test``, and the split manifest (``splits.split_manifest``
+    plus the split settings under ``"split"``).
     """
     from cce_bench.data.prepare import prepare_data
     from cce_bench.data.sources import detect_source, load_source
@@ -54,13 +59,22 @@ def load_run_data(
             image_size=image_size,
             seed=SYNTHETIC_DATA_SEED,
         )
+        if difficulty is not None:
+            options["difficulty"] = difficulty
     if metadata is not None:
         options["metadata"] = Path(metadata)
     labeled = load_source(source, path, **options)
     parts = make_split(
         labeled, split, test_fraction=test_fraction, val_fraction=val_fraction, seed=split_seed
     )
-    data = prepare_data(labeled, parts, size=image_size, cache_dir=cache_dir, progress=progress)
+    data = prepare_data(
+        labeled,
+        parts,
+        size=image_size,
+        resize_mode=resize_mode,
+        cache_dir=cache_dir,
+        progress=progress,
+    )
     manifest = {
         "split": {
             "kind": split,
@@ -71,3 +85,31 @@ def load_run_data(
         **split_manifest(labeled, parts),
     }
     return labeled, data, manifest
+
+
+def split_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """How the split of freshly loaded data differs from a stored manifest; empty if it does not.
+
+    Compared per part: the image ids in order, then the class counts, so that a moved or copied
+    dataset continues a study only when it yields the same images in the same parts with the
+    same labels (``data.path`` itself is not part of a study's fingerprint).
+    """
+    changes = []
+    before_parts, now_parts = stored.get("parts", {}), current.get("parts", {})
+    for part in sorted(set(before_parts) | set(now_parts)):
+        before, now = before_parts.get(part, {}), now_parts.get(part, {})
+        ids_before = [str(i) for i in before.get("image_ids", [])]
+        ids_now = [str(i) for i in now.get("image_ids", [])]
+        if ids_before != ids_now:
+            gone = sorted(set(ids_before) - set(ids_now))
+            new = sorted(set(ids_now) - set(ids_before))
+            changes.append(
+                f"part {part!r}: {len(ids_before)} images then, {len(ids_now)} now "
+                f"({len(gone)} gone, e.g. {gone[:3]}; {len(new)} new, e.g. {new[:3]})"
+            )
+        elif before.get("class_counts") != now.get("class_counts"):
+            changes.append(
+                f"part {part!r}: class counts {before.get('class_counts')} then, "
+                f"{now.get('class_counts')} now"
+            )
+    return changes

@@ -10,11 +10,14 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cce_bench.errors import CceBenchError
+
+if TYPE_CHECKING:
+    from cce_bench.data.labeled import PreparedData
 
 OPTIMIZERS = ("adamw", "sgd")
 DEVICES = ("auto", "cpu", "cuda")
@@ -37,6 +40,8 @@ class RunSpec:
     ``channels_last="auto"`` turns it on everywhere: it was faster for every convolutional family
     measured on CPU (see ``cce_bench.train``) and is the layout cuDNN's tensor-core kernels want.
     ``pretrained`` is False, True (timm's weights from the Hugging Face cache) or a file path.
+    ``extra_eval_parts`` (e.g. ``("external",)``) are scored once, by the final model of a
+    completed run, so an external test set costs one pass of inference, not a second training.
     """
 
     backbone: str = "resnet18"
@@ -54,6 +59,7 @@ class RunSpec:
     seed: int = 0
     train_parts: tuple[str, ...] = ("train",)
     eval_part: str = "val"
+    extra_eval_parts: tuple[str, ...] = ()
     device: str = "auto"
     threads: int = 1
     precision: str = "auto"
@@ -63,6 +69,7 @@ class RunSpec:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "train_parts", tuple(self.train_parts))
+        object.__setattr__(self, "extra_eval_parts", tuple(self.extra_eval_parts))
         object.__setattr__(self, "loss_params", dict(self.loss_params))
         checks = {
             "optimizer": (self.optimizer in OPTIMIZERS, f"one of {OPTIMIZERS}"),
@@ -89,6 +96,7 @@ class RunSpec:
         """A JSON-able dict (tuples become lists) that ``from_dict`` turns back into this spec."""
         data = dataclasses.asdict(self)
         data["train_parts"] = list(self.train_parts)
+        data["extra_eval_parts"] = list(self.extra_eval_parts)
         return data
 
     @classmethod
@@ -107,6 +115,36 @@ class RunSpec:
         return dataclasses.replace(self, **changes)
 
 
+def part_indices(spec: RunSpec, data: PreparedData) -> tuple[np.ndarray, np.ndarray]:
+    """The image indices the run trains on and evaluates on, checked against ``data``.
+
+    Every part the spec names (``extra_eval_parts`` too) must exist and hold images, and the
+    images must be at the spec's size; checked before training, not after the last epoch.
+    """
+    named = (*spec.train_parts, spec.eval_part, *spec.extra_eval_parts)
+    missing = [part for part in named if part not in data.parts]
+    if missing:
+        raise RunSpecError(
+            f"run asks for parts {missing} that the prepared data lacks (it has "
+            f"{sorted(data.parts)}); set train_parts / eval_part / extra_eval_parts to "
+            "existing parts"
+        )
+    if spec.image_size != data.image_size:
+        raise RunSpecError(
+            f"run setting image_size = {spec.image_size} but the prepared data holds "
+            f"{data.image_size} px images; prepare the data at {spec.image_size} px"
+        )
+    train_idx, eval_idx = data.indices(spec.train_parts), data.indices(spec.eval_part)
+    empty = [part for part in spec.extra_eval_parts if len(data.indices(part)) == 0]
+    if len(train_idx) < 2 or len(eval_idx) == 0 or empty:
+        raise RunSpecError(
+            f"parts {list(spec.train_parts)} hold {len(train_idx)} images, part "
+            f"{spec.eval_part!r} holds {len(eval_idx)} and extra parts {empty} none; training "
+            "needs at least 2 and each evaluated part 1"
+        )
+    return train_idx, eval_idx
+
+
 @dataclass
 class RunResult:
     """Everything one run produced: outcome, final metrics, predictions, history, cost.
@@ -117,6 +155,8 @@ class RunResult:
     evaluated part, aligned with ``image_ids`` and ``y_true``. ``images_per_s`` counts training
     images over training time only (evaluation excluded); ``peak_memory_mb`` is CUDA's peak
     allocation on a GPU, else the process's peak resident set (``ru_maxrss``).
+    ``extra_metrics`` and ``extra_predictions`` (``image_ids``, ``y_true``, ``proba``) hold, per
+    part of ``spec.extra_eval_parts``, the final model's scores; empty unless the run completed.
     """
 
     outcome: str
@@ -133,6 +173,8 @@ class RunResult:
     node: str
     diverged_at_step: int | None = None
     spec: RunSpec | None = None
+    extra_metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    extra_predictions: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
     def to_record(self) -> dict[str, Any]:
         """The JSON-able part of the result (no per-sample arrays), for ``runs.jsonl``."""
@@ -148,8 +190,14 @@ class RunResult:
             "versions": self.versions,
             "node": self.node,
             "spec": self.spec.to_dict() if self.spec is not None else None,
+            "extra_metrics": self.extra_metrics,
         }
 
     def predictions(self) -> dict[str, np.ndarray]:
-        """The per-sample arrays, as ``ResultsStore.append_run`` stores them (``.npz``)."""
-        return {"image_ids": self.image_ids, "y_true": self.y_true, "proba": self.proba}
+        """The per-sample arrays, as ``ResultsStore.append_run`` stores them (``.npz``): the
+        evaluated part's under their own names, an extra part's prefixed ``<part>_``, which is
+        where ``ResultsStore.load_predictions(record, part=...)`` reads them."""
+        arrays = {"image_ids": self.image_ids, "y_true": self.y_true, "proba": self.proba}
+        for part, extra in self.extra_predictions.items():
+            arrays.update({f"{part}_{name}": values for name, values in extra.items()})
+        return arrays

@@ -182,7 +182,8 @@ class ResultsStore:
         A corrupt line raises ``CorruptRecordError`` naming the file and line. With
         ``repair=True`` a corrupt *last* line (what a driver killed mid-append leaves) is moved
         to ``runs.jsonl.corrupt`` and the valid records are kept; corruption anywhere else is
-        never a crash artefact, so it still raises.
+        never a crash artefact, so it still raises. Resuming a study repairs (``run_study``);
+        readers such as ``status`` and ``report`` do not write, so their message says to resume.
         """
         if not self.runs_path.is_file():
             return []
@@ -202,7 +203,8 @@ class ResultsStore:
                     raise CorruptRecordError(
                         f"{self.runs_path} line {number} is not a complete JSON record; "
                         + (
-                            "rerun the command to resume (it sets the line aside)"
+                            "resume the study with `cce-bench run` (or tune/evaluate), which "
+                            "sets the line aside in runs.jsonl.corrupt and redoes that run"
                             if is_last
                             else "restore the file from a backup or start over with --fresh"
                         )

@@ -34,6 +34,7 @@ from cce_bench.study_progress import (
     StudyProgress,
     arm_progress,
     estimate_eta,
+    first_failure,
     serve_dashboard,
     study_arms,
     study_status,
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
     import optuna
 
     from cce_bench.config import StudySpec
-    from cce_bench.execution import Executor, Job, JobDone
+    from cce_bench.execution import Executor, Job, JobDone, Resources
 
 __all__ = [
     "ArmProgress",
@@ -68,6 +69,9 @@ class StudyOutcome:
     best_params: dict[str, dict[str, float]] = field(default_factory=dict)
     problems: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    #: Why the study has nothing to show: the first failure's cause when no trial and no
+    #: evaluation run ever completed (every run failed in its worker), else None.
+    failure: str | None = None
 
 
 # -- storage and data ------------------------------------------------------------------------------
@@ -121,6 +125,8 @@ def load_study_data(spec: StudySpec) -> tuple[dict[int, Any], dict[str, Any]]:
             val_fraction=spec.data.val_fraction,
             split_seed=spec.data.split_seed,
             n_images=spec.data.n_images,
+            difficulty=spec.data.difficulty,
+            resize_mode=spec.data.resize_mode,
             metadata=spec.data.metadata,
         )
         if spec.data.external_test:
@@ -272,13 +278,16 @@ def run_study(
 
     Fails fast, before any data is loaded or anything is written: ``ResultsError`` (folder not
     writable, a different study already there), ``StorageError`` (``storage`` malformed or
-    unreachable), ``ClusterError`` (no Ray at ``address``). Ctrl-C cancels the running tasks,
-    marks their trials interrupted and re-raises ``KeyboardInterrupt``. ``train_fn`` replaces
-    ``train_run`` (tests).
+    unreachable), ``ClusterError`` (no Ray at ``address``). Then the data is loaded before Ray
+    starts (a ``DataError`` costs the load, not Ray's 15-25 s start-up), and a run that no node
+    of the cluster can schedule raises ``ClusterError`` (Ray would wait forever); nothing is
+    written before these checks pass. Ctrl-C cancels the running tasks, marks their trials
+    interrupted and re-raises ``KeyboardInterrupt``. ``train_fn`` replaces ``train_run`` (tests).
+    ``StudyOutcome.failure`` says why when no trial and no evaluation run completed.
     """
     import optuna
 
-    from cce_bench.execution import start_ray, stop_ray
+    from cce_bench.execution import check_address, check_resources, start_ray, stop_ray
 
     started = time.monotonic()
     unknown = set(phases) - set(PHASES)
@@ -292,9 +301,13 @@ def run_study(
         records, notes = _read_records(store, notes)
         # Fail fast: a bad URL or a missing cluster must cost seconds, not a data load.
         backend = open_study_storage(store, storage) if storage or store.exists() else None
+        check_address(address)
+        prepared, manifest = load_study_data(spec)
+        if store.exists():
+            _check_same_split(store, spec, manifest)
         if start_ray(address):
             stack.callback(stop_ray)
-        prepared, manifest = load_study_data(spec)
+        check_resources(run_resources(spec), device=spec.train.device)
         if not store.exists():
             stack.enter_context(folder_lock(store))
             backend = backend or open_study_storage(store, None)
@@ -323,6 +336,24 @@ def _read_records(
         return records, (*notes, f"{error.args[0].split(';')[0]}: set aside in runs.jsonl.corrupt")
 
 
+def _check_same_split(store: ResultsStore, spec: StudySpec, manifest: dict[str, Any]) -> None:
+    """Resume only on the images the study started with.
+
+    ``data.path`` is not part of the study's fingerprint (``config_schema.PLACEMENT_KEYS``: a
+    dataset may move), so the stored split manifest is what proves the data is the same.
+    """
+    from cce_bench.run_data import split_differences
+
+    changes = split_differences(store.split_manifest(), manifest)
+    if changes:
+        where = spec.data.path or f"source {spec.data.source!r}"
+        raise ResultsError(
+            f"{store.split_path} records another split than the data at {where} gives "
+            f"({'; '.join(changes[:3])}); point --data at the dataset this study started "
+            "with, or pass --fresh to start over in a new folder"
+        )
+
+
 def _start_folder(
     store: ResultsStore, spec: StudySpec, manifest: dict[str, Any], storage: str | None
 ) -> None:
@@ -346,7 +377,7 @@ def _drive(
     notes: tuple[str, ...],
 ) -> StudyOutcome:
     """Open every arm's study, put the data in the object store, and run the driver loop."""
-    from cce_bench.execution import Executor, Resources
+    from cce_bench.execution import Executor
     from cce_bench.tune import has_complete_trial, mark_interrupted, open_arm_study
 
     studies = {}
@@ -355,13 +386,7 @@ def _drive(
             storage, spec, arm, study_name=store.optuna_study_name(arm.backbone, arm.arm)
         )
         mark_interrupted(studies[arm], "the driver stopped while it ran (killed or interrupted)")
-    resources = Resources(
-        cpus_per_run=spec.resources.cpus_per_run,
-        gpus_per_run=spec.resources.gpus_per_run,
-        max_concurrent=spec.resources.max_concurrent,
-        max_retries=spec.resources.max_retries,
-    )
-    executor = Executor(resources, train_fn=train_fn)
+    executor = Executor(run_resources(spec), train_fn=train_fn)
     # The images go to the object store once per size; every task gets the same reference.
     refs = {size: executor.put(data) for size, data in prepared.items()}
     driver = StudyDriver(spec, store, studies, refs, **driver_options)
@@ -379,6 +404,19 @@ def _drive(
         best_params=best,
         problems=tuple(driver.problems.values()),
         notes=notes,
+        failure=first_failure(studies, driver.records),
+    )
+
+
+def run_resources(spec: StudySpec) -> Resources:
+    """What each of the study's runs asks Ray for (``[resources]``)."""
+    from cce_bench.execution import Resources
+
+    return Resources(
+        cpus_per_run=spec.resources.cpus_per_run,
+        gpus_per_run=spec.resources.gpus_per_run,
+        max_concurrent=spec.resources.max_concurrent,
+        max_retries=spec.resources.max_retries,
     )
 
 

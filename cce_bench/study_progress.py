@@ -8,6 +8,7 @@ folder and the Optuna storage, without starting Ray or loading data). ``cce-benc
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -140,6 +141,28 @@ def study_status(results_dir: Path | str, *, storage: str | None = None) -> Stud
     )
 
 
+def first_failure(studies: dict[Arm, optuna.Study], records: list[dict[str, Any]]) -> str | None:
+    """None when any trial or evaluation run completed; else the first failure's cause.
+
+    A study in which every run failed (weights that do not fit the backbone, CUDA out of memory)
+    has no result to report, so it must not look like a success: the CLI exits 1 with this.
+    """
+    from optuna.trial import TrialState
+
+    trials = {arm: study.get_trials(deepcopy=False) for arm, study in studies.items()}
+    if any(t.state == TrialState.COMPLETE for arm_trials in trials.values() for t in arm_trials):
+        return None
+    if any(record.get("outcome") == "completed" for record in records):
+        return None
+    for arm, arm_trials in trials.items():
+        for trial in arm_trials:
+            cause = trial.user_attrs.get("error") or trial.user_attrs.get("reason")
+            if cause and not trial.user_attrs.get("interrupted"):
+                return f"{arm.label} trial {trial.number}: {cause}"
+    causes = [record["error"] for record in records if record.get("error")]
+    return causes[0] if causes else "every trial was pruned or failed without a recorded cause"
+
+
 def estimate_eta(
     arms: tuple[ArmProgress, ...], mean_job_s: float | None, phases: tuple[str, ...], slots: int
 ) -> float | None:
@@ -170,19 +193,35 @@ def serve_dashboard(
     """Serve optuna-dashboard on the folder's Optuna storage until interrupted.
 
     It only reads; with SQLite in WAL mode (``tune.open_storage``) it never blocks the driver
-    of a running study.
+    of a running study. The port is bound before the storage is opened: a busy port then fails
+    with one clear line, without Bottle's start-up banner, and leaves no SQLite ``-wal``/``-shm``
+    files behind (an open WAL database has them until its last connection closes).
     """
+    from wsgiref.simple_server import WSGIServer, make_server
+
     import optuna_dashboard
 
     from cce_bench.tune import open_storage
 
     store = ResultsStore(results_dir)
     store.study_dict()  # a clear error when the folder is not a study's
-    backend = open_storage(storage or store.storage_url)
+
+    class Server(WSGIServer):
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET  # as Bottle does
+
     try:
-        optuna_dashboard.run_server(backend, host=host, port=port)
+        server = make_server(host, port, None, server_class=Server)  # its app is set below
     except OSError as error:
         raise DashboardError(
             f"optuna-dashboard cannot listen on {host}:{port} ({error.strerror or error}); "
             "pass --port with a free port"
         ) from None
+    backend = None
+    try:
+        backend = open_storage(storage or store.storage_url)
+        server.set_app(optuna_dashboard.wsgi(backend))
+        server.serve_forever()
+    finally:
+        server.server_close()
+        if backend is not None:
+            backend.engine.dispose()  # closes SQLite, which then removes its -wal/-shm files

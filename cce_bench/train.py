@@ -36,7 +36,7 @@ from cce_bench.hardware import (
     resolve_device,
     set_backend_flags,
 )
-from cce_bench.runspec import RunResult, RunSpec, RunSpecError
+from cce_bench.runspec import RunResult, RunSpec, RunSpecError, part_indices
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -85,6 +85,9 @@ def train_run(
         if not _run_epoch(trainer, epoch, progress, reporter):
             break
     has_predictions = len(progress.proba) > 0
+    extra_metrics, extra_predictions = (
+        _score_extra_parts(trainer) if progress.outcome == "completed" else ({}, {})
+    )
     return RunResult(
         outcome=progress.outcome,
         metrics=progress.metrics,
@@ -100,6 +103,8 @@ def train_run(
         node=socket.gethostname(),
         diverged_at_step=progress.diverged_at,
         spec=spec,
+        extra_metrics=extra_metrics,
+        extra_predictions=extra_predictions,
     )
 
 
@@ -165,6 +170,29 @@ def _run_epoch(
     return True
 
 
+def _score_extra_parts(
+    trainer: Trainer,
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, np.ndarray]]]:
+    """The final model's metrics and predictions on each of ``spec.extra_eval_parts``.
+
+    Scored once after the last epoch, so an external test set costs one inference pass rather
+    than a second training run that would have to reproduce this one bit for bit.
+    """
+    from cce_bench.metrics import evaluate_predictions
+
+    metrics: dict[str, dict[str, Any]] = {}
+    predictions: dict[str, dict[str, np.ndarray]] = {}
+    for part in trainer.spec.extra_eval_parts:
+        index = trainer.data.indices(part)
+        proba, nll = trainer.predict(PartOnDevice(trainer.data, index, trainer.device))
+        y_true = trainer.data.labels[index]
+        scores = evaluate_predictions(y_true, proba, trainer.data.class_names)
+        metrics[part] = {**scores, "nll": nll}
+        ids = trainer.data.image_ids[index]
+        predictions[part] = {"image_ids": ids, "y_true": y_true, "proba": proba}
+    return metrics, predictions
+
+
 def seed_streams(seed: int) -> tuple[int, int, int]:
     """Independent seeds for model initialisation, data order and augmentation.
 
@@ -227,7 +255,7 @@ class Trainer:
         from cce_bench.models import backbone_normalization, check_image_size, create_backbone
 
         check_image_size(spec.backbone, data.image_size)
-        train_idx, eval_idx = _part_indices(spec, data)
+        train_idx, eval_idx = part_indices(spec, data)
         device = resolve_device(spec.device)
         set_backend_flags(device, spec.deterministic)
         init_seed, order_seed, augment_seed = seed_streams(spec.seed)
@@ -324,21 +352,21 @@ class Trainer:
         self.scheduler.step()
         return loss.detach().float()
 
-    def predict(self) -> tuple[np.ndarray, float]:
-        """Softmax probabilities (float32) for the evaluated part in its order, and its NLL."""
+    def predict(self, feed: PartOnDevice | None = None) -> tuple[np.ndarray, float]:
+        """Softmax probabilities (float32) for the images of ``feed`` (default: the evaluated
+        part) in their order, and their NLL."""
         import torch
         import torch.nn.functional as F
 
         from cce_bench.data.augment import to_float
 
+        feed = self.eval_feed if feed is None else feed
         self.model.eval()
         chunks, nll_sum = [], torch.zeros((), device=self.device)
-        positions = np.arange(len(self.eval_feed))
+        positions = np.arange(len(feed))
         with torch.inference_mode():
             for start in range(0, len(positions), 2 * self.spec.batch_size):
-                raw, target = self.eval_feed.batch(
-                    positions[start : start + 2 * self.spec.batch_size]
-                )
+                raw, target = feed.batch(positions[start : start + 2 * self.spec.batch_size])
                 with self._autocast():
                     logits = self.model(self._inputs(to_float(raw))).float()
                 nll_sum += F.cross_entropy(logits, target, reduction="sum")
@@ -355,27 +383,6 @@ def _first_non_finite_step(recent: list[torch.Tensor], next_step: int) -> int | 
     values = torch.stack(recent).cpu().numpy()
     bad = np.flatnonzero(~np.isfinite(values))
     return None if len(bad) == 0 else next_step - len(recent) + int(bad[0])
-
-
-def _part_indices(spec: RunSpec, data: PreparedData) -> tuple[np.ndarray, np.ndarray]:
-    missing = [p for p in (*spec.train_parts, spec.eval_part) if p not in data.parts]
-    if missing:
-        raise RunSpecError(
-            f"run asks for parts {missing} that the prepared data lacks (it has "
-            f"{sorted(data.parts)}); set train_parts / eval_part to existing parts"
-        )
-    if spec.image_size != data.image_size:
-        raise RunSpecError(
-            f"run setting image_size = {spec.image_size} but the prepared data holds "
-            f"{data.image_size} px images; prepare the data at {spec.image_size} px"
-        )
-    train_idx, eval_idx = data.indices(spec.train_parts), data.indices(spec.eval_part)
-    if len(train_idx) < 2 or len(eval_idx) == 0:
-        raise RunSpecError(
-            f"parts {list(spec.train_parts)} hold {len(train_idx)} images and part "
-            f"{spec.eval_part!r} holds {len(eval_idx)}; training needs at least 2 and evaluation 1"
-        )
-    return train_idx, eval_idx
 
 
 def _make_optimizer(spec: RunSpec, model: torch.nn.Module) -> torch.optim.Optimizer:

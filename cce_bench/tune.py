@@ -332,6 +332,7 @@ class ArmTuner:
         self.study, self.spec, self.arm, self.data_ref = study, spec, arm, data_ref
         self.space = search_space(spec, arm.arm)
         self.running: dict[str, optuna.Trial] = {}
+        self.reported: dict[str, set[int]] = {}  # epochs told to Optuna, per running trial
 
     def remaining(self) -> int:
         return int(self.spec.tune.n_trials) - trials_used(self.study) - len(self.running)
@@ -369,13 +370,17 @@ class ArmTuner:
         trial = self.running.get(job.key)
         if trial is None or not math.isfinite(value):
             return False  # a NaN run stops itself as diverged; Optuna cannot rank NaN
-        trial.report(value, step=int(epoch))
+        steps = self.reported.setdefault(job.key, set())
+        if int(epoch) not in steps:  # a run retried after a lost worker reports epochs again
+            trial.report(value, step=int(epoch))
+            steps.add(int(epoch))
         return bool(trial.should_prune())
 
     def on_done(self, done: JobDone) -> None:
         from optuna.trial import TrialState
 
         trial = self.running.pop(done.job.key)
+        self.reported.pop(done.job.key, None)
         trial.set_user_attr("attempts", done.attempts)
         if done.result is None:
             trial.set_user_attr("outcome", "failed")
@@ -414,3 +419,4 @@ class ArmTuner:
             trial.set_user_attr("reason", reason)
             self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
         self.running.clear()
+        self.reported.clear()

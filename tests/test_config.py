@@ -299,6 +299,27 @@ def test_missing_weights_file_is_rejected(tmp_path: Path) -> None:
     assert "does not exist" in rejection(path, "models.pretrained")
 
 
+def test_weights_file_that_is_not_a_state_dict_is_rejected_as_the_study_loads(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "notes.pt").write_text("not a tensor file", encoding="utf-8")
+    path = study_file(tmp_path, {"models": {"pretrained": "notes.pt"}})
+    assert "is not a state dict that loads safely" in rejection(path, "models.pretrained")
+
+
+def test_a_state_dict_weights_file_loads_with_its_absolute_path(tmp_path: Path) -> None:
+    write_state_dict(tmp_path / "w.pt")
+    spec = load_study(study_file(tmp_path, {"models": {"pretrained": "w.pt"}}))
+    assert spec.models.pretrained == tmp_path.resolve() / "w.pt"
+
+
+def write_state_dict(path: Path) -> None:
+    """A one-tensor state dict: what ``models.pretrained`` must hold to pass the check."""
+    import torch
+
+    torch.save({"fc.weight": torch.zeros(7, 2)}, path)
+
+
 # -- what a valid study means ----------------------------------------------------------------------
 
 
@@ -336,7 +357,7 @@ def test_tau_range_comes_from_the_study_or_the_loss_default(tmp_path: Path) -> N
 
 def test_study_round_trips_through_its_toml(tmp_path: Path) -> None:
     (tmp_path / "ham").mkdir()
-    (tmp_path / "w.pt").write_bytes(b"")
+    write_state_dict(tmp_path / "w.pt")
     changes = {
         "data": {"source": "ham10000", "path": "ham", "image_size": 96, "split": "paper"},
         "models": {"pretrained": "w.pt"},
@@ -362,6 +383,19 @@ def test_diff_names_each_changed_key_but_not_budgets() -> None:
     changes = {"train": {"epochs": 6}, "tune": {"n_trials": 9}, "data": {"image_size": 64}}
     new = study_from_dict(merged(MINIMAL, changes)).to_dict()
     assert diff_studies(old, new) == ["train.epochs: 4 -> 6", "data.image_size: (unset) -> 64"]
+
+
+def test_moving_the_dataset_or_changing_resources_keeps_the_fingerprint(tmp_path: Path) -> None:
+    real = {"data": {"source": "ham10000", "path": str(tmp_path / "a")}}
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+    base = study_from_dict(merged(MINIMAL, real))
+    moved = study_from_dict(merged(MINIMAL, real), data_path=tmp_path / "b")
+    resources = {"max_concurrent": 8, "gpus_per_run": 0.25, "cpus_per_run": 4}
+    wider = study_from_dict(merged(MINIMAL, {**real, "resources": resources}))
+    assert moved.fingerprint() == wider.fingerprint() == base.fingerprint()
+    assert diff_studies(base.to_dict(), moved.to_dict()) == []
+    assert diff_studies(base.to_dict(), wider.to_dict()) == []
 
 
 def test_study_file_error_survives_pickling() -> None:

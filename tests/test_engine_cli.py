@@ -83,3 +83,40 @@ def test_status_prints_a_row_per_arm(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "cce_tau" in out and "0/5" in out
     assert not (root / "optuna.db").exists()  # status never creates the storage
+
+
+def test_a_study_in_which_nothing_completed_exits_1_with_the_first_failure(
+    tmp_path, monkeypatch, capsys
+):
+    import cce_bench.study
+
+    def every_run_failed(spec, results_dir, **options):
+        return cce_bench.study.StudyOutcome(
+            results_dir=Path(results_dir) / spec.name,
+            progress=_progress(),
+            failure="resnet10t/ce trial 0: RuntimeError: CUDA out of memory",
+        )
+
+    monkeypatch.setattr(cce_bench.study, "run_study", every_run_failed)
+    (tmp_path / "tiny.toml").write_text(STUDY)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", str(tmp_path / "tiny.toml"), "--results-dir", str(tmp_path)])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert "no trial or evaluation run of tiny completed" in err
+    assert "trial 0: RuntimeError: CUDA out of memory" in err
+
+
+def test_report_of_a_single_arm_study_says_there_is_no_paired_comparison(
+    tmp_path, monkeypatch, capsys
+):
+    import pandas as pd
+
+    import cce_bench.report
+
+    monkeypatch.setattr(cce_bench.report, "build_report", lambda folder: folder / "report.md")
+    monkeypatch.setattr(cce_bench.report, "significance_table", lambda folder: pd.DataFrame())
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", str(tmp_path)])
+    assert exit_info.value.code == 0
+    assert "no paired comparisons: the study has a single arm" in capsys.readouterr().out

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from cce_bench.errors import ClusterError
-from cce_bench.execution import Executor, Job, Resources, start_ray
+from cce_bench.execution import Executor, Job, Resources, check_resources, start_ray
 from cce_bench.runspec import RunResult, RunSpec
 
 pytestmark = pytest.mark.slow
@@ -139,3 +139,44 @@ def test_joining_an_address_where_no_cluster_listens_fails_within_seconds():
 def test_a_malformed_address_is_a_cluster_error():
     with pytest.raises(ClusterError, match="not HOST:PORT"):
         start_ray("nonsense")
+
+
+# -- requests no node can meet (Ray would queue them forever) -------------------------------
+CPU_NODE = {"CPU": 16.0, "memory": 6.4e10}
+GPU_NODE = {"CPU": 8.0, "GPU": 1.0}
+
+
+def test_a_gpu_request_without_any_gpu_node_is_refused_naming_the_key():
+    with pytest.raises(ClusterError, match=r"`resources.gpus_per_run` = 1, but no node .* GPU"):
+        check_resources(Resources(gpus_per_run=1), nodes=[CPU_NODE, CPU_NODE])
+
+
+def test_a_cpu_request_is_compared_with_the_largest_node_not_the_cluster_total():
+    with pytest.raises(ClusterError, match=r"cpus_per_run` = 24, but the largest node .* 16 CPUs"):
+        check_resources(Resources(cpus_per_run=24), nodes=[CPU_NODE, CPU_NODE])
+
+
+def test_cpus_and_gpus_that_no_single_node_has_together_are_refused():
+    with pytest.raises(ClusterError, match=r"no node of the Ray cluster .* has both 16 CPUs and 1"):
+        check_resources(Resources(cpus_per_run=16, gpus_per_run=1), nodes=[CPU_NODE, GPU_NODE])
+
+
+def test_cuda_device_without_any_gpu_node_is_refused():
+    with pytest.raises(ClusterError, match=r"`train.device` = 'cuda', but no node"):
+        check_resources(Resources(), device="cuda", nodes=[CPU_NODE])
+
+
+def test_a_request_one_node_can_meet_passes():
+    check_resources(Resources(cpus_per_run=8, gpus_per_run=0.5), device="cuda",
+                    nodes=[CPU_NODE, GPU_NODE])  # fmt: skip
+
+
+def test_the_running_ray_refuses_more_cpus_than_its_node_has(ray_local):
+    with pytest.raises(ClusterError, match=r"cpus_per_run` = 3, but the largest node .* has 2 CPU"):
+        check_resources(Resources(cpus_per_run=3))
+
+
+@pytest.mark.skipif(Path("/dev/nvidiactl").exists(), reason="a GPU is present here")
+def test_the_running_ray_without_a_gpu_refuses_a_gpu_request(ray_local):
+    with pytest.raises(ClusterError, match="gpus_per_run` = 1, but no node"):
+        check_resources(Resources(gpus_per_run=1))

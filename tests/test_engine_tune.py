@@ -12,6 +12,7 @@ from cce_bench.config_schema import DataSpec, LossesSpec, ModelsSpec, StudySpec,
 from cce_bench.errors import StorageError
 from cce_bench.execution import Job, JobDone
 from cce_bench.runspec import RunResult
+from cce_bench.study_progress import first_failure
 from cce_bench.tune import (
     Arm,
     ArmTuner,
@@ -173,6 +174,23 @@ def test_failed_task_is_a_fail_trial_with_its_cause(spec, storage):
     trial = tuner.study.trials[0]
     assert trial.state == TrialState.FAIL
     assert trial.user_attrs["error"] == "RuntimeError: boom" and trial.user_attrs["attempts"] == 3
+
+
+def test_a_study_whose_every_trial_failed_reports_the_first_cause(spec, storage):
+    arm = Arm("resnet10t", "ce")
+    tuner = ArmTuner(open_arm_study(storage, spec, arm, study_name="t/a/ce"), spec, arm, None)
+    for error in ("RuntimeError: CUDA out of memory", "RuntimeError: boom"):
+        tuner.on_done(JobDone(tuner.next_job(), error=error))
+    cause = first_failure({arm: tuner.study}, records=[])
+    assert cause == "resnet10t/ce trial 0: RuntimeError: CUDA out of memory"
+
+
+def test_one_completed_trial_means_the_study_did_not_fail(spec, storage):
+    arm = Arm("resnet10t", "ce")
+    tuner = ArmTuner(open_arm_study(storage, spec, arm, study_name="t/a/ce"), spec, arm, None)
+    tuner.on_done(JobDone(tuner.next_job(), error="RuntimeError: boom"))
+    tuner.on_done(JobDone(tuner.next_job(), result=_result()))
+    assert first_failure({arm: tuner.study}, records=[]) is None
 
 
 def test_epoch_reports_reach_the_study_and_the_pruner_decides(spec, storage):

@@ -15,6 +15,7 @@ from cce_bench.models import (
     backbone_normalization,
     check_image_size,
     create_backbone,
+    read_weights_file,
     resolve_backbone,
 )
 
@@ -75,6 +76,14 @@ def test_inception_v3_below_75_px_is_refused_plainly():
         check_image_size("inception_v3", 64)
 
 
+def test_image_size_message_names_the_sizes_but_no_source():
+    """The size may come from a study, ``train --image-size`` or a RunSpec: the caller says."""
+    with pytest.raises(ModelError) as caught:
+        check_image_size("inception_v3", 64)
+    assert "got 64 px" in str(caught.value)
+    assert "study" not in str(caught.value)
+
+
 def test_inception_v3_at_75_px_is_accepted():
     check_image_size("inception_v3", 75)
 
@@ -122,6 +131,19 @@ def test_pickled_full_model_is_refused_with_the_fix(tmp_path):
     torch.save(create_backbone(TINY, 7), path)
     with pytest.raises(ModelError, match=r"model\.pt .*torch\.save\(model\.state_dict\(\)"):
         create_backbone(TINY, 7, pretrained=path)
+
+
+def test_read_weights_file_unwraps_a_checkpoint_and_data_parallel_prefix(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"model": {"module.fc.weight": torch.ones(2, 2)}, "epoch": 3}, path)
+    assert list(read_weights_file(path)) == ["fc.weight"]
+
+
+def test_read_weights_file_never_runs_a_pickled_model(tmp_path):
+    path = tmp_path / "model.pt"
+    torch.save(torch.nn.Linear(2, 2), path)
+    with pytest.raises(ModelError, match=r"UnpicklingError.*weights_only=True"):
+        read_weights_file(path)
 
 
 def test_file_of_random_bytes_is_refused(tmp_path):

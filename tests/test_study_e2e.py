@@ -8,9 +8,7 @@ import contextlib
 import io
 import itertools
 import json
-import os
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -18,62 +16,20 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 from optuna.trial import TrialState
+from studies_for_tests import ARMS, arm_trials, finished, kill_session, write_study
 
 from cce_bench.cli import main
 from cce_bench.config import load_study
-from cce_bench.execution import Executor, start_ray
+from cce_bench.execution import Executor
 from cce_bench.store import ResultsStore
 from cce_bench.study import check_tuning_split, run_study, study_status
 from cce_bench.tune import counts_against_budget, open_storage
 
 pytestmark = pytest.mark.slow
-
-TINY_STUDY = """
-name = "tiny"
-[data]
-source = "synthetic"
-n_images = 200
-image_size = 32
-[models]
-backbones = ["resnet10t"]
-[losses]
-arms = ["ce", "cce_tau"]
-[train]
-epochs = 2
-batch_size = 32
-[tune]
-n_trials = {n_trials}
-pruner = "median"
-[evaluate]
-seeds = {seeds}
-[resources]
-cpus_per_run = 1
-max_concurrent = 2
-max_retries = 1
-"""
-
-ARMS = ("ce", "cce_tau")
-
-
-def write_study(folder: Path, *, n_trials: int = 2, seeds: int = 2) -> Path:
-    path = folder / "tiny.toml"
-    path.write_text(TINY_STUDY.format(n_trials=n_trials, seeds=seeds))
-    return path
-
-
-@pytest.fixture(scope="module")
-def ray_local():
-    """One local Ray for this module (its start costs ~7 s here), shut down after it so that
-    other modules start from a process without Ray."""
-    import ray
-
-    started = start_ray(None, num_cpus=2)
-    yield
-    if started:
-        ray.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -86,18 +42,6 @@ def finished_study(ray_local, tmp_path_factory):
         main(["run", str(study), "--results-dir", str(folder / "results")])
     assert exit_info.value.code == 0, output.getvalue()
     return study, folder / "results" / "tiny", output.getvalue()
-
-
-def arm_trials(root: Path) -> dict[str, list]:
-    storage = open_storage(ResultsStore(root).storage_url)
-    return {
-        arm: optuna.load_study(study_name=f"{root.name}/resnet10t/{arm}", storage=storage).trials
-        for arm in ARMS
-    }
-
-
-def finished(trials) -> list[tuple[int, str, float | None]]:
-    return [(t.number, t.state.name, t.value) for t in trials if t.state.is_finished()]
 
 
 def test_every_arm_tunes_its_budget_and_evaluates_every_seed(finished_study):
@@ -248,23 +192,6 @@ def test_images_go_to_the_object_store_once_per_image_size(ray_local, tmp_path, 
     assert len(puts) == 1
 
 
-def _session_processes(session_id: int) -> list[int]:
-    table = subprocess.run(["ps", "-eo", "pid=,sid="], capture_output=True, text=True).stdout
-    return [int(pid) for pid, sid in map(str.split, table.splitlines()) if int(sid) == session_id]
-
-
-def _kill_session(session_id: int) -> None:
-    """SIGKILL a driver's whole session (its local Ray too), then any straggler by PID."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(session_id, signal.SIGKILL)
-    deadline = time.monotonic() + 20
-    while _session_processes(session_id) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    for pid in _session_processes(session_id):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-
-
 def _complete_trials(db: Path) -> int:
     if not db.is_file():
         return 0
@@ -289,7 +216,7 @@ def test_driver_killed_mid_study_resumes_without_losing_or_duplicating(ray_local
             assert driver.poll() is None, "the driver ended before any trial finished"
             time.sleep(0.2)
     finally:
-        _kill_session(driver.pid)
+        kill_session(driver.pid)
         driver.wait()
     assert _complete_trials(root / "optuna.db") >= 1
     before = {arm: finished(trials) for arm, trials in arm_trials(root).items()}
@@ -366,19 +293,27 @@ def write_isic2018_test_set(folder: Path, n_images: int = 14) -> Path:
     return folder
 
 
-def fake_train_predicting_its_part():
-    """Predicts uniform probabilities for exactly the images of ``spec.eval_part``."""
+def fake_train_predicting_its_parts(calls: Path):
+    """Predicts uniform probabilities for exactly the images of ``spec.eval_part`` and of each
+    of ``spec.extra_eval_parts``; leaves one file per call in ``calls`` (one per training)."""
     import numpy as np
 
     from cce_bench.runspec import RunResult
 
+    def scored(data, part):
+        index = data.indices(part)
+        proba = np.full((len(index), 7), 1 / 7, np.float32)
+        return {"image_ids": data.image_ids[index], "y_true": data.labels[index], "proba": proba}
+
     def train(spec, data, reporter=None):
-        index = data.indices(spec.eval_part)
+        (calls / str(len(list(calls.iterdir())))).touch()
+        evaluated = scored(data, spec.eval_part)
         return RunResult(
             outcome="completed", metrics={"balanced_accuracy": 0.5, "part": spec.eval_part},
-            history=[], image_ids=data.image_ids[index], y_true=data.labels[index],
-            proba=np.full((len(index), 7), 1 / 7, np.float32), wall_time_s=0.0,
-            images_per_s=0.0, peak_memory_mb=0.0, device="cpu", versions={}, node="host",
+            history=[], wall_time_s=0.0, images_per_s=0.0, peak_memory_mb=0.0, device="cpu",
+            versions={}, node="host", **evaluated,
+            extra_metrics={part: {"part": part} for part in spec.extra_eval_parts},
+            extra_predictions={part: scored(data, part) for part in spec.extra_eval_parts},
         )  # fmt: skip
 
     return train
@@ -390,7 +325,9 @@ def test_an_external_test_set_is_scored_and_stored_beside_test(ray_local, tmp_pa
     study.write_text(
         study.read_text().replace("[models]", f'external_test = "{external}"\n[models]')
     )
-    run_study(load_study(study), tmp_path / "results", train_fn=fake_train_predicting_its_part())
+    (tmp_path / "calls").mkdir()
+    train = fake_train_predicting_its_parts(tmp_path / "calls")
+    run_study(load_study(study), tmp_path / "results", train_fn=train)
     store = ResultsStore(tmp_path / "results" / "tiny")
     record = store.read_runs()[0]
     assert record["metrics"]["part"] == "test" and record["external_metrics"]["part"] == "external"
@@ -398,6 +335,18 @@ def test_an_external_test_set_is_scored_and_stored_beside_test(ray_local, tmp_pa
     assert sorted(image_ids) == [f"ISIC_{i:07d}" for i in range(14)]
     test_ids, _, _ = store.load_predictions(record)
     assert set(test_ids).isdisjoint(image_ids)
+
+
+def test_an_external_test_set_costs_no_second_training(ray_local, tmp_path):
+    external = write_isic2018_test_set(tmp_path / "isic2018")
+    study = write_study(tmp_path, n_trials=1, seeds=1)
+    study.write_text(
+        study.read_text().replace("[models]", f'external_test = "{external}"\n[models]')
+    )
+    (tmp_path / "calls").mkdir()
+    train = fake_train_predicting_its_parts(tmp_path / "calls")
+    run_study(load_study(study), tmp_path / "results", train_fn=train)
+    assert len(list((tmp_path / "calls").iterdir())) == 4  # 2 arms x (1 trial + 1 seed)
 
 
 def fake_train_diverging_for(loss: str):
@@ -454,3 +403,74 @@ def test_a_study_is_refused_another_storage_than_its_own(finished_study, tmp_pat
     study, root, _ = finished_study
     with pytest.raises(ResultsError, match="pass the same --storage"):
         run_study(load_study(study), root.parent, storage=f"sqlite:///{tmp_path}/other.db")
+
+
+def test_study_data_follows_the_synthetic_difficulty_of_the_study(tmp_path):
+    from cce_bench.study import load_study_data
+
+    def images(difficulty: float):
+        study = write_study(tmp_path)
+        study.write_text(
+            study.read_text().replace("n_images = 200", f"n_images = 60\ndifficulty = {difficulty}")
+        )
+        return load_study_data(load_study(study))[0][32].images
+
+    assert not np.array_equal(images(0.0), images(1.0))
+
+
+def write_wide_ham10000(folder: Path, n_images: int = 200) -> Path:
+    """A HAM10000-layout folder of 2:1 JPEGs (dermoscopy photos are wider than tall)."""
+    from PIL import Image
+
+    from cce_bench.data.synthetic import write_synthetic_dataset
+
+    write_synthetic_dataset(folder, n_images, 16, seed=0)
+    for jpeg in folder.rglob("*.jpg"):
+        Image.open(jpeg).resize((64, 32)).save(jpeg)
+    return folder
+
+
+def real_data_study(tmp_path: Path, data: Path) -> Path:
+    study = write_study(tmp_path, n_trials=1, seeds=1)
+    study.write_text(
+        study.read_text()
+        .replace(
+            'source = "synthetic"', f'source = "ham10000"\npath = "{data}"\nresize_mode = "pad"'
+        )
+        .replace("n_images = 200\n", "")
+    )
+    return study
+
+
+def test_study_data_follows_the_resize_mode_of_the_study(tmp_path, monkeypatch):
+    from cce_bench.study import load_study_data
+
+    monkeypatch.setenv("CCE_BENCH_CACHE_DIR", str(tmp_path / "cache"))
+    study = real_data_study(tmp_path, write_wide_ham10000(tmp_path / "ham"))
+    padded = load_study_data(load_study(study))[0][32].images
+    assert padded[:, :8].max() <= 8  # black bands above and below, not a squashed lesion
+
+
+def test_a_moved_dataset_resumes_its_study(ray_local, tmp_path, monkeypatch):
+    monkeypatch.setenv("CCE_BENCH_CACHE_DIR", str(tmp_path / "cache"))
+    study = real_data_study(tmp_path, write_wide_ham10000(tmp_path / "ham"))
+    (tmp_path / "counter").mkdir()
+    train = fake_train_getting_worse(tmp_path / "counter")
+    run_study(load_study(study), tmp_path / "results", train_fn=train)
+    shutil.move(tmp_path / "ham", tmp_path / "moved")
+    moved = load_study(study, data_path=tmp_path / "moved")
+    run_study(moved, tmp_path / "results", train_fn=train)
+    assert len(list((tmp_path / "counter").iterdir())) == 4  # nothing ran a second time
+
+
+def test_resuming_on_other_images_is_refused_naming_the_split(finished_study, tmp_path):
+    from cce_bench.errors import ResultsError
+
+    study, root, _ = finished_study
+    copy = tmp_path / "results" / "tiny"
+    shutil.copytree(root, copy)
+    manifest = json.loads((copy / "split.json").read_text())
+    manifest["parts"]["test"]["image_ids"][0] = "ISIC_not_in_the_data"
+    (copy / "split.json").write_text(json.dumps(manifest))
+    with pytest.raises(ResultsError, match=r"split\.json records another split.*'test'.*--fresh"):
+        run_study(load_study(study), copy.parent)

@@ -201,3 +201,192 @@ def test_train_command_refuses_a_too_small_image_size_with_exit_code_2(capsys):
         main(["train", "--backbone", "inception_v3", "--image-size", "64"])
     assert exit_.value.code == 2
     assert "at least 75 px" in capsys.readouterr().err
+
+
+# -- scoring extra parts (an external test set) with the final model -------------------------
+
+
+@pytest.fixture(scope="module")
+def data_with_test(data) -> PreparedData:
+    """The same images with a third part, ``test``, carved from the end of ``val``."""
+    from dataclasses import replace
+
+    parts = {"train": np.arange(96), "val": np.arange(96, 112), "test": np.arange(112, 128)}
+    return replace(data, parts=parts)
+
+
+def test_extra_parts_are_scored_by_the_final_model_of_the_run(data_with_test):
+    spec = tiny_spec(epochs=1, extra_eval_parts=("test",))
+    result = train_run(spec, data_with_test)
+    scored_directly = train_run(tiny_spec(epochs=1, eval_part="test"), data_with_test)
+    extra = result.extra_predictions["test"]
+    np.testing.assert_array_equal(extra["image_ids"], data_with_test.image_ids[112:])
+    np.testing.assert_array_equal(extra["proba"], scored_directly.proba)
+    assert result.extra_metrics["test"]["top1"] == scored_directly.metrics["top1"]
+    np.testing.assert_array_equal(result.image_ids, data_with_test.image_ids[96:112])
+
+
+def test_a_pruned_run_scores_no_extra_part(data_with_test):
+    spec = tiny_spec(epochs=2, extra_eval_parts=("test",))
+    result = train_run(spec, data_with_test, reporter=lambda epoch, metrics: True)
+    assert result.outcome == "pruned"
+    assert result.extra_metrics == {} and result.extra_predictions == {}
+
+
+def test_a_missing_extra_part_is_refused_before_training(data):
+    with pytest.raises(RunSpecError, match=r"\['external'\].*extra_eval_parts"):
+        Trainer.build(tiny_spec(extra_eval_parts=("external",)), data)
+
+
+def test_extra_part_predictions_are_stored_where_the_store_reads_them(tmp_path):
+    from cce_bench.runspec import RunResult
+    from cce_bench.store import ResultsStore
+
+    def arrays(ids):
+        return {"image_ids": np.array(ids), "y_true": np.zeros(len(ids), np.int64),
+                "proba": np.full((len(ids), 7), 1 / 7, np.float32)}  # fmt: skip
+
+    result = RunResult(
+        outcome="completed", metrics={}, history=[], **arrays(["a", "b"]), wall_time_s=0.0,
+        images_per_s=0.0, peak_memory_mb=0.0, device="cpu", versions={}, node="host",
+        extra_metrics={"external": {"top1": 0.5}}, extra_predictions={"external": arrays(["x"])},
+    )  # fmt: skip
+    store = ResultsStore(tmp_path)
+    record = store.append_run({"backbone": "b", "arm": "ce", "seed": 0}, result.predictions())
+    assert list(store.load_predictions(record)[0]) == ["a", "b"]
+    assert list(store.load_predictions(record, part="external")[0]) == ["x"]
+    assert result.to_record()["extra_metrics"] == {"external": {"top1": 0.5}}
+
+
+# -- provenance: the commit that ran -------------------------------------------------------
+
+
+def _git(folder, *args):
+    import subprocess
+
+    identity = ["-c", "user.name=t", "-c", "user.email=t@example.org"]
+    done = subprocess.run(["git", "-C", str(folder), *identity, *args], capture_output=True,
+                          text=True, check=True)  # fmt: skip
+    return done.stdout.strip()
+
+
+def test_commit_of_a_checkout_is_its_head_and_marked_dirty_once_edited(tmp_path):
+    from cce_bench.hardware import commit_of
+
+    _git(tmp_path, "init", "-q")
+    (tmp_path / "code.py").write_text("a = 1\n")
+    _git(tmp_path, "add", "code.py")
+    _git(tmp_path, "commit", "-q", "-m", "first")
+    head = _git(tmp_path, "rev-parse", "HEAD")
+    assert commit_of(tmp_path) == head
+    (tmp_path / "code.py").write_text("a = 2\n")
+    assert commit_of(tmp_path) == f"{head}-dirty"
+
+
+def test_commit_of_a_folder_that_is_no_checkout_root_is_none(tmp_path):
+    from cce_bench.hardware import commit_of
+
+    _git(tmp_path, "init", "-q")
+    (tmp_path / "site-packages").mkdir()
+    assert commit_of(tmp_path / "site-packages") is None
+
+
+def test_commit_is_none_when_git_is_not_installed(tmp_path, monkeypatch):
+    from cce_bench.hardware import commit_of
+
+    (tmp_path / ".git").mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "no-bin"))
+    assert commit_of(tmp_path) is None
+
+
+def test_run_versions_name_the_git_commit_only_when_there_is_one(monkeypatch):
+    import cce_bench.hardware as hardware
+
+    monkeypatch.setattr(hardware, "source_commit", lambda: "0123abcd")
+    assert hardware.library_versions(torch.device("cpu"))["git_commit"] == "0123abcd"
+    monkeypatch.setattr(hardware, "source_commit", lambda: None)
+    assert "git_commit" not in hardware.library_versions(torch.device("cpu"))
+
+
+# -- difficulty and resize mode reach the data -------------------------------------------------
+
+
+def _run_data(source, path=None, **options):
+    from cce_bench.run_data import load_run_data
+
+    return load_run_data(source, path, split="lesion", test_fraction=0.2, val_fraction=0.15,
+                         split_seed=0, **options)  # fmt: skip
+
+
+def test_difficulty_changes_the_synthetic_images():
+    easy = _run_data("synthetic", image_size=16, n_images=60, difficulty=0.0)[1]
+    hard = _run_data("synthetic", image_size=16, n_images=60, difficulty=1.0)[1]
+    assert not np.array_equal(easy.images, hard.images)
+
+
+def test_resize_mode_decides_how_a_wide_image_becomes_a_square(tmp_path):
+    from PIL import Image
+
+    from cce_bench.data.synthetic import write_synthetic_dataset
+
+    folder = write_synthetic_dataset(tmp_path / "ham", 60, 16, seed=0)
+    for jpeg in folder.rglob("*.jpg"):
+        Image.open(jpeg).resize((32, 16)).save(jpeg)  # 2:1, as dermoscopy photos are wider
+    cache = tmp_path / "cache"
+    squash = _run_data("ham10000", folder, image_size=16, cache_dir=cache)[1].images
+    pad = _run_data("ham10000", folder, image_size=16, resize_mode="pad", cache_dir=cache)[1]
+    assert squash[:, :4].max() > 0  # a squashed image fills the square
+    assert pad.images[:, :4].max() <= 8  # a padded one has (JPEG-)black bands above and below
+
+
+def test_train_command_hands_difficulty_and_resize_mode_to_the_data(monkeypatch):
+    import cce_bench.run_data
+    from cce_bench.cli import main
+    from cce_bench.errors import DataError
+
+    seen = {}
+
+    def stop_after_reading_the_options(*args, **options):
+        seen.update(options)
+        raise DataError("stop before training")
+
+    monkeypatch.setattr(cce_bench.run_data, "load_run_data", stop_after_reading_the_options)
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--difficulty", "0.2", "--resize-mode", "pad"])
+    assert exit_.value.code == 2
+    assert (seen["difficulty"], seen["resize_mode"]) == (0.2, "pad")
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--loss", "cce_tua"], "unknown loss 'cce_tua'"),
+        (["--loss", "ce", "--tau", "0.5"], "loss 'ce' takes no parameters, not 'tau'"),
+        (["--weights", "model.pt"], "model.pt is not a state dict that loads safely"),
+    ],
+)
+def test_train_command_checks_loss_and_weights_before_loading_data(
+    flags, message, tmp_path, monkeypatch, capsys
+):
+    import cce_bench.run_data
+    from cce_bench.cli import main
+
+    def never_load(*args, **options):
+        raise AssertionError("the data was loaded before the flags were checked")
+
+    monkeypatch.setattr(cce_bench.run_data, "load_run_data", never_load)
+    monkeypatch.chdir(tmp_path)
+    torch.save(torch.nn.Linear(2, 2), tmp_path / "model.pt")  # a pickled model, not weights
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--backbone", "resnet10t", *flags])
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_train_command_refuses_difficulty_for_a_real_dataset(tmp_path, capsys):
+    from cce_bench.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--data", str(tmp_path), "--difficulty", "0.2"])
+    assert exit_.value.code == 2
+    assert "synthetic only" in capsys.readouterr().err

@@ -53,6 +53,16 @@ def report_error(error: CceBenchError) -> None:
     err_console.print(f"[bold red]error:[/bold red] {escape(message)}")
 
 
+def report_usage_error(error: Exception) -> None:
+    """Print a command-line usage error as one red line naming the command's --help."""
+    context = getattr(error, "ctx", None)
+    command = context.command_path if context is not None else "cce-bench"
+    message = " ".join(error.format_message().split())
+    err_console.print(
+        f"[bold red]error:[/bold red] {escape(message)} (see `{escape(command)} --help`)"
+    )
+
+
 def _click_exception_types() -> tuple[
     type[Exception], type[Exception], tuple[type[BaseException], ...]
 ]:
@@ -79,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     except exit_type as exit_:
         sys.exit(exit_.exit_code)
     except click_exception as error:
-        error.show()
+        report_usage_error(error)
         sys.exit(EXIT_BAD_INPUT)
     except abort_types:
         err_console.print("[yellow]interrupted[/yellow]")

@@ -10,6 +10,10 @@ from cce_bench.cli.app import app, console
 
 #: Columns shown per comparison in a terminal; report.md and stats.csv have them all.
 TERMINAL_COLUMNS: tuple[str, ...] = ("Metric", "n", "Δ (pp)", "95% t CI", "p (Holm)", "Verdict")
+NO_COMPARISON = (
+    "no paired comparisons: the study has a single arm, so there is nothing to compare it with; "
+    "list two or more losses in `losses.arms`"
+)
 
 
 def _verdict_style(verdict: str, comparison: str) -> str:
@@ -26,6 +30,15 @@ def report(
     ),
 ) -> None:
     """Rebuild report.md, figures/ and the CSV exports from the stored runs (no training)."""
+    render_report(results_dir)
+
+
+def render_report(results_dir: Path) -> None:
+    """Build the report and print its path and one narrow significance table per comparison.
+
+    ``cce-bench report`` and ``cce-bench run`` both end here, so a study's answer reads the same
+    whichever command produced it; ``TERMINAL_COLUMNS`` keeps each table within 80 columns.
+    """
     from rich import box
     from rich.table import Table
 
@@ -34,6 +47,9 @@ def report(
     path = build_report(results_dir)
     table = significance_table(results_dir)
     console.print(f"[bold]report:[/bold] {path}")
+    if table.empty:  # the one case: a single arm (report_tables.significance_frame)
+        console.print(NO_COMPARISON)
+        return
     console.print("Paired comparisons over seeds; p (Holm) over the whole report, α = 0.05")
     for (backbone, comparison), group in table.groupby(["Backbone", "Comparison"], sort=False):
         shown = Table(

@@ -33,6 +33,9 @@ FRESH = typer.Option(
     False, "--fresh", help="Start over in a new folder <name>-k; never deletes results."
 )
 STUDY_ARG = typer.Argument(..., help="Study file (.toml).", show_default=False)
+#: A study that ran but in which no trial and no evaluation run completed: not a user input
+#: error (exit 2, caught before work starts), but nothing to report either, so not success.
+EXIT_NOTHING_COMPLETED = 1
 
 
 @app.command()
@@ -148,6 +151,12 @@ def _run_phases(
     for problem in outcome.problems:
         err_console.print(f"[yellow]warning:[/yellow] {escape(problem)}")
     console.print(f"results: {escape(str(outcome.results_dir))}")
+    if outcome.failure is not None:
+        err_console.print(
+            f"[bold red]error:[/bold red] no trial or evaluation run of {escape(spec.name)} "
+            f"completed; the first failure: {escape(outcome.failure)}"
+        )
+        raise typer.Exit(EXIT_NOTHING_COMPLETED)
     return outcome
 
 
@@ -243,6 +252,6 @@ def format_duration(seconds: float | None) -> str:
 def _render_report(outcome: StudyOutcome) -> None:
     """Build the report (issue 6) and print its path and significance tables, exactly as
     ``cce-bench report`` does (one renderer for both commands)."""
-    from cce_bench.cli.report import report
+    from cce_bench.cli.report import render_report
 
-    report(outcome.results_dir)
+    render_report(outcome.results_dir)

@@ -64,6 +64,12 @@ def train(
     data: str = typer.Option("synthetic", help="`synthetic`, or a dataset folder or file."),
     source: str | None = typer.Option(None, help="Source of --data (detected by default)."),
     n_images: int = typer.Option(1000, help="Images to generate when --data synthetic."),
+    difficulty: float | None = typer.Option(
+        None, help="How alike the confusable classes look, in [0, 1], when --data synthetic."
+    ),
+    resize_mode: str = typer.Option(
+        "squash", help="How images become squares: squash, center_crop or pad."
+    ),
     image_size: int | None = typer.Option(
         None, help="Square input size (default: the backbone's native size; 32 for synthetic)."
     ),
@@ -89,14 +95,24 @@ def train(
     ),
 ) -> None:
     """Train one backbone with one loss and print its validation metrics."""
-    from cce_bench.models import check_image_size, pretrained_weights_path, resolve_backbone
+    from cce_bench.losses import get_loss
+    from cce_bench.models import (
+        check_image_size,
+        pretrained_weights_path,
+        read_weights_file,
+        resolve_backbone,
+    )
     from cce_bench.run_data import load_run_data
     from cce_bench.train import RunSpec, train_run
 
     synthetic = data == "synthetic"
+    if difficulty is not None and not synthetic:
+        raise typer.BadParameter("applies to --data synthetic only", param_hint="--difficulty")
     image_size = image_size or _default_image_size(resolve_backbone(backbone), synthetic)
     check_image_size(backbone, image_size)  # fail before minutes of decoding, not after
-    if pretrained and weights is None:
+    if weights is not None:
+        read_weights_file(weights)  # a pickled model is refused in a second, not after decoding
+    elif pretrained:
         pretrained_weights_path(backbone)
     spec = RunSpec(
         backbone=backbone,
@@ -114,6 +130,7 @@ def train(
         threads=threads or _usable_cores(),
         pretrained=str(weights) if weights is not None else pretrained,
     )
+    get_loss(loss, **spec.loss_params)  # an unknown loss, or a tau it does not take, fails here
     with console.status(f"loading {escape(data)} at {image_size} px"):
         _, prepared, _ = load_run_data(
             "synthetic" if synthetic else source,
@@ -124,6 +141,8 @@ def train(
             val_fraction=VAL_FRACTION,
             split_seed=SPLIT_SEED,
             n_images=n_images,
+            difficulty=difficulty,
+            resize_mode=resize_mode,
         )
     sizes = {name: len(index) for name, index in prepared.parts.items()}
     console.print(
