@@ -1,0 +1,738 @@
+"""Every bad input in docs/errors.md, run through the CLI as a user would (issue 7).
+
+One row of docs/errors.md is one case here, keyed by the row's id. Each case builds its bad files
+in a fresh folder, runs ``cce-bench`` there in a subprocess (so the exit code and stderr are the
+real ones) and checks what the catalogue promises: exit code 2, exactly one line on stderr that
+holds the documented message's key part, no traceback, and nothing written to the results folder
+(or, for ``cce-bench data``, to the cache). A row without a case, or a case without a row, fails.
+
+Cost: a CLI start is 0.3 s to 6 s (imports: torch, optuna, ray), the three cases that start Ray
+15-20 s, so the selected cases run at once in a small thread pool (``WORKERS``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+CATALOGUE = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
+#: Four at once: a CLI start is mostly imports and Ray's start-up partly waiting; on the shared
+#: 2-core machine the whole module took 121 s with three workers and 75-89 s with four.
+WORKERS = 4
+#: No bad input may hang the CLI; a case that needs longer is a failure (and is killed).
+DEFAULT_LIMIT_S = 90.0
+#: ``folder_lock`` leaves its (empty) lock file in a study folder that already existed: deleting
+#: a flock file after use lets two drivers lock two different inodes, so it stays by design.
+LOCK_FILE = ".lock"
+#: An NVIDIA driver is loaded (cheaper to ask than importing torch at collection time).
+GPU_PRESENT = Path("/dev/nvidiactl").exists()
+
+Content = str | bytes | Callable[[Path], None]
+Hold = Callable[[Path], contextlib.AbstractContextManager[dict[str, str]]]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One bad input: the files it needs, the command, the key part of its one-line message.
+
+    ``argv`` may hold ``{name}`` fields filled from what ``hold`` yields (e.g. a busy port);
+    ``hold`` keeps a resource (a lock, a listening socket) for as long as the command runs.
+    ``output`` is the folder that must stay as it was; ``xfail`` names a known defect;
+    ``starts_ray`` cases (15-20 s each) are started first, so the quick ones fill in around them;
+    ``needs_no_gpu`` cases are bad input only where there is no GPU, and skipped elsewhere.
+    """
+
+    argv: tuple[str, ...]
+    expect: str
+    files: dict[str, Content] = field(default_factory=dict)
+    output: str = "results"
+    hold: Hold | None = None
+    limit_s: float = DEFAULT_LIMIT_S
+    xfail: str | None = None
+    starts_ray: bool = False
+    needs_no_gpu: bool = False
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one CLI run did, and what it changed in the case's ``output`` folder."""
+
+    returncode: int | None
+    stdout: str
+    stderr: str
+    seconds: float
+    timed_out: bool
+    written: list[str]
+
+
+# -- the files the cases write ---------------------------------------------------------------
+STUDY = """name = "tiny"
+
+[data]
+source = "synthetic"
+n_images = 60
+image_size = 32
+
+[models]
+backbones = ["resnet50"]
+
+[losses]
+arms = ["ce", "cce"]
+
+[train]
+epochs = 1
+
+[tune]
+n_trials = 1
+
+[evaluate]
+seeds = 1
+
+[resources]
+max_concurrent = 1
+"""
+
+HAM_HEADER = "lesion_id,image_id,dx,dx_type,age,sex,localization"
+CLASSES = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
+IDS = tuple(f"ISIC_{i:07d}" for i in range(21))
+DX = CLASSES * 3
+
+
+def study(*edits: tuple[str, str], base: str = STUDY) -> str:
+    """The base study with each ``(old, new)`` replaced; a typo in a case fails loudly."""
+    for old, new in edits:
+        assert old in base, f"{old!r} is not in the base study"
+        base = base.replace(old, new, 1)
+    return base
+
+
+HAM_STUDY = study(('source = "synthetic"\nn_images = 60', 'source = "ham10000"\npath = "ham"'))
+
+
+def stored_study(*edits: tuple[str, str]) -> Callable[[Path], None]:
+    """``study.toml`` as ``cce-bench run`` stores it for the base study, then edited."""
+
+    def write(path: Path) -> None:
+        from cce_bench.config import load_study
+
+        source = path.parent / "source.toml"
+        source.write_text(STUDY)
+        stored = load_study(source).to_toml()
+        source.unlink()
+        for old, new in edits:
+            assert re.search(old, stored, flags=re.M), f"{old!r} is not in the stored study"
+            stored = re.sub(old, new, stored, count=1, flags=re.M)
+        path.write_text(stored)
+
+    return write
+
+
+def metadata(ids=IDS, dx=DX, header: str = HAM_HEADER) -> str:
+    """A HAM10000 metadata CSV, one lesion per image."""
+    rows = [header] + [
+        f"HAM_{i[5:]},{i},{d},histo,50.0,male,back" for i, d in zip(ids, dx, strict=True)
+    ]
+    return "\n".join(rows) + "\n"
+
+
+def jpegs(ids=IDS, suffix: str = ".jpg") -> Callable[[Path], None]:
+    """A folder of tiny solid-colour images named by image id."""
+
+    def write(folder: Path) -> None:
+        from PIL import Image
+
+        folder.mkdir(parents=True, exist_ok=True)
+        for shade, image_id in enumerate(ids):
+            pixels = np.full((16, 16, 3), 10 * shade, dtype=np.uint8)
+            Image.fromarray(pixels).save(folder / f"{image_id}{suffix}")
+
+    return write
+
+
+def npz(**arrays: np.ndarray) -> Callable[[Path], None]:
+    def write(path: Path) -> None:
+        np.savez(path, **arrays)
+
+    return write
+
+
+def dermamnist_arrays(train_labels: list[int]) -> dict[str, np.ndarray]:
+    """MedMNIST's six arrays, 8 px, with the given training labels."""
+    labels = {"train": train_labels, "val": list(range(7)), "test": list(range(7))}
+    arrays = {}
+    for part, values in labels.items():
+        arrays[f"{part}_images"] = np.zeros((len(values), 8, 8, 3), dtype=np.uint8)
+        arrays[f"{part}_labels"] = np.array(values).reshape(-1, 1)
+    return arrays
+
+
+def hmnist_csv(pixels: int, labels: list[int]) -> str:
+    """Kaggle's hmnist layout: ``pixel0000..`` columns then ``label``."""
+    header = ",".join([f"pixel{i:04d}" for i in range(pixels)] + ["label"])
+    rows = [",".join(["0"] * pixels + [str(label)]) for label in labels]
+    return "\n".join([header, *rows]) + "\n"
+
+
+def torch_file(make: Callable[[], object]) -> Callable[[Path], None]:
+    def write(path: Path) -> None:
+        import torch
+
+        torch.save(make(), path)
+
+    return write
+
+
+def full_model() -> object:
+    import torch
+
+    return torch.nn.Linear(2, 2)
+
+
+@contextlib.contextmanager
+def folder_locked(case_dir: Path) -> Iterator[dict[str, str]]:
+    """Holds the study folder's lock, as a running ``cce-bench run`` does."""
+    with (case_dir / "results" / "tiny" / LOCK_FILE).open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        yield {}
+
+
+@contextlib.contextmanager
+def port_taken(case_dir: Path) -> Iterator[dict[str, str]]:
+    """A loopback port some other program already listens on."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        yield {"port": str(server.getsockname()[1])}
+
+
+def optuna_db(path: Path) -> None:
+    from cce_bench.tune import open_storage
+
+    open_storage(f"sqlite:///{path}").remove_session()
+
+
+RUN = ("run", "study.toml", "--results-dir", "results")
+TRAIN = ("train", "--n-images", "60", "--epochs", "1", "--backbone", "resnet50",
+         "--image-size", "32", "--threads", "1")  # fmt: skip
+HAM = {"ham/HAM10000_metadata.csv": metadata(), "ham/images": jpegs()}
+STARTED = {"results/tiny/study.toml": stored_study()}
+#: Cases that start Ray and then refuse what its nodes cannot run: Ray's start-up (15-25 s on
+#: the shared 2-core machine) plus a look at ``ray.nodes()``.
+RAY_CHECK_LIMIT_S = 45.0
+
+
+def study_case(expect: str, *edits: tuple[str, str], **options) -> Case:
+    """``cce-bench run study.toml`` on the base study with ``edits``."""
+    return Case(RUN, expect, {"study.toml": study(*edits)}, **options)
+
+
+def prepare_case(path: str, expect: str, files: dict[str, Content], *flags: str) -> Case:
+    """``cce-bench data prepare PATH --size 32``: nothing may land in its cache folder."""
+    argv = ("data", "prepare", path, "--size", "32", "--cache-dir", "cache", *flags)
+    return Case(argv, expect, files, output="cache")
+
+
+def ham(**files: Content) -> dict[str, Content]:
+    """The good HAM10000 folder with some files replaced or added (keys relative to it)."""
+    return {**HAM, **{f"ham/{name}": content for name, content in files.items()}}
+
+
+CSV = "HAM10000_metadata.csv"
+SPACE = "[tune.space]\n{}\n\n[evaluate]"
+CASES: dict[str, Case] = {
+    # -- study files -------------------------------------------------------------------------
+    "study-missing": Case(
+        ("run", "nosuch.toml", "--results-dir", "results"),
+        "nosuch.toml: study file not found; check the path",
+    ),
+    "study-invalid-toml": study_case(
+        "study.toml: invalid TOML at line 3, column 6", ("[data]", "[data")
+    ),
+    "study-unknown-key": study_case(
+        "unknown key `train.epoch`; did you mean `train.epochs`?", ("epochs = 1", "epoch = 1")
+    ),
+    "study-key-in-wrong-table": study_case(
+        "unknown key `tune.seeds`; did you mean `evaluate.seeds`?",
+        ("n_trials = 1", "n_trials = 1\nseeds = 3"),
+    ),
+    "study-wrong-type": study_case(
+        '`train.epochs` must be an integer, got "4" (a string)', ("epochs = 1", 'epochs = "4"')
+    ),
+    "study-zero-trials": study_case(
+        "`tune.n_trials` must be >= 1, got 0; set it to 1 or more", ("n_trials = 1", "n_trials = 0")
+    ),
+    "study-negative-seeds": study_case(
+        "`evaluate.seeds` must be >= 1, got -2", ("seeds = 1", "seeds = -2")
+    ),
+    "study-bad-range": study_case(
+        "`tune.space.lr` must be a range [low, high] with low < high",
+        ("[evaluate]", SPACE.format("lr = [0.01, 0.001]")),
+    ),
+    "study-unknown-backbone": study_case(
+        "unknown backbone 'resnet51': not one of the paper's four (resnet50, efficientnet_b4, "
+        "inception_v3, densenet121) nor a timm model name; did you mean resnet51q, resnet50",
+        ('"resnet50"', '"resnet51"'),
+    ),
+    "study-image-size-below-minimum": study_case(
+        "`data.image_size`: inception_v3 needs images of at least 75 px",
+        ('"resnet50"', '"inception_v3"'),
+        ("image_size = 32", "image_size = 64"),
+    ),
+    "study-unknown-loss": study_case(
+        "`losses.arms` = 'cce_tua' is not one of ce, cce, cce_tau, focal, label_smoothing; "
+        "did you mean 'cce_tau'?",
+        ('"ce", "cce"', '"ce", "cce_tua"'),
+    ),
+    "study-baseline-not-an-arm": study_case(
+        "`losses.baseline` = 'focal' is not one of `losses.arms` (ce, cce)",
+        ("[train]", 'baseline = "focal"\n\n[train]'),
+    ),
+    "study-tau-without-tau-arm": study_case(
+        "`tune.space.tau` is set, but no arm in `losses.arms` (ce, cce) takes tau (only cce_tau)",
+        ("[evaluate]", SPACE.format("tau = [-1.0, 1.0]")),
+    ),
+    "study-unknown-source": study_case(
+        "`data.source` = 'ham1000' is not one of", ('"synthetic"\nn_images = 60', '"ham1000"')
+    ),
+    "study-fractions-leave-no-training": study_case(
+        "`data.test_fraction` + `data.val_fraction` = 1.1 leaves no training images",
+        ("image_size = 32", "image_size = 32\ntest_fraction = 0.5\nval_fraction = 0.6"),
+    ),
+    "study-data-path-missing": study_case(
+        "/nowhere does not exist; check the path",
+        ('"synthetic"\nn_images = 60', '"ham10000"\npath = "nowhere"'),
+    ),
+    "study-pretrained-missing": study_case(
+        "`models.pretrained` weights file", ("[losses]", 'pretrained = "weights.pt"\n\n[losses]')
+    ),
+    "study-pretrained-not-a-state-dict": Case(
+        RUN,
+        "is not a state dict that loads safely",
+        {
+            "study.toml": study(("[losses]", 'pretrained = "model.pt"\n\n[losses]')),
+            "model.pt": torch_file(full_model),
+        },
+        limit_s=20,  # the file is read as the study loads (weights_only=True): a second or two
+    ),
+    "study-gpus-not-available": study_case(
+        "`resources.gpus_per_run` = 1, but no node of the Ray cluster (1 node) has a GPU",
+        ("max_concurrent = 1", "max_concurrent = 1\ngpus_per_run = 1"),
+        limit_s=RAY_CHECK_LIMIT_S,
+        starts_ray=True,
+        needs_no_gpu=True,
+    ),
+    "study-cpus-beyond-largest-node": study_case(
+        "`resources.cpus_per_run` = 4096, but the largest node of the Ray cluster (1 node) has",
+        ("max_concurrent = 1", "max_concurrent = 1\ncpus_per_run = 4096"),
+        limit_s=RAY_CHECK_LIMIT_S,
+        starts_ray=True,
+    ),
+    "study-device-cuda-without-gpu": study_case(
+        "`train.device` = 'cuda', but no node of the Ray cluster (1 node) has a GPU",
+        ("epochs = 1", 'epochs = 1\ndevice = "cuda"'),
+        limit_s=RAY_CHECK_LIMIT_S,
+        starts_ray=True,
+        needs_no_gpu=True,
+    ),
+    # -- command-line flags ------------------------------------------------------------------
+    "flag-unknown-option": Case(
+        (*RUN, "--epoch", "3"),
+        "No such option: --epoch (see `cce-bench run --help`)",
+        {"study.toml": STUDY},
+    ),
+    "flag-below-minimum": Case(
+        ("data", "prepare", "ham", "--size", "4", "--cache-dir", "cache"),
+        "Invalid value for '--size'",
+        HAM,
+        output="cache",
+    ),
+    "flag-data-for-synthetic": Case(
+        (*RUN, "--data", "ham"),
+        "`data.path` (from --data) is set, but source 'synthetic' makes its images in memory",
+        {"study.toml": STUDY, **HAM},
+    ),
+    "flag-unknown-source": prepare_case(
+        "ham", "unknown data source 'ham1000'", HAM, "--source", "ham1000"
+    ),
+    "flag-train-zero-epochs": Case(
+        ("train", "--epochs", "0", "--backbone", "resnet50"),
+        "run setting epochs = 0 is invalid; it must be >= 1",
+    ),
+    "flag-train-image-size": Case(
+        ("train", "--backbone", "inception_v3", "--image-size", "64"),
+        "inception_v3 needs images of at least 75 px, got 64 px",
+    ),
+    "flag-train-unknown-loss": Case(
+        (*TRAIN, "--loss", "cce_tua"),
+        "unknown loss 'cce_tua'; known: ce, cce, cce_tau, focal, label_smoothing. Did you mean "
+        "'cce_tau'?",
+    ),
+    # -- data folders and files --------------------------------------------------------------
+    "data-folder-missing": prepare_case(
+        "nowhere", "nowhere: no such file or folder; check the path.", {}
+    ),
+    "data-source-not-recognised": prepare_case(
+        "ham",
+        "ham: cannot tell which source this is",
+        {"ham/notes.txt": "no labels here\n", "ham/images": jpegs()},
+    ),
+    "data-no-metadata": prepare_case(
+        "ham",
+        "ham: no HAM10000 metadata CSV found directly in this folder; put it there or pass "
+        "--metadata PATH.",
+        {"ham/images": jpegs()},
+        "--source",
+        "ham10000",
+    ),
+    "data-several-metadata": prepare_case(
+        "ham",
+        "ham: several HAM10000 metadata CSVs (HAM10000_metadata.csv, copy.csv); choose one with "
+        "--metadata PATH.",
+        ham(**{"copy.csv": metadata()}),
+    ),
+    "data-column-missing": prepare_case(
+        "ham",
+        "ham/HAM10000_metadata.csv: required column(s) ['dx'] missing",
+        ham(**{CSV: metadata(header=HAM_HEADER.replace(",dx,", ",diag,"))}),
+        *("--source", "ham10000", "--metadata", f"ham/{CSV}"),
+    ),
+    "data-unknown-dx": prepare_case(
+        "ham",
+        "ham/HAM10000_metadata.csv: unknown dx code(s) ['melanoma'] on lines 4; allowed: akiec, "
+        "bcc, bkl, df, mel, nv, vasc.",
+        ham(**{CSV: metadata(dx=(*DX[:2], "melanoma", *DX[3:]))}),
+    ),
+    "data-empty-value": prepare_case(
+        "ham",
+        "ham/HAM10000_metadata.csv: column 'dx' is empty on 1 row(s), lines 3",
+        ham(**{CSV: metadata(dx=(*DX[:1], "", *DX[2:]))}),
+    ),
+    "data-repeated-id": prepare_case(
+        "ham",
+        "ham/HAM10000_metadata.csv: image_id 'ISIC_0000001' is listed on lines 3, 4",
+        ham(**{CSV: metadata(ids=(*IDS[:2], IDS[1], *IDS[3:]))}),
+    ),
+    "data-images-missing": prepare_case(
+        "ham",
+        "ham/HAM10000_metadata.csv: 2 of 21 listed images have no file below ham (first: "
+        "ISIC_0000019, ISIC_0000020)",
+        ham(images=jpegs(IDS[:-2])),
+    ),
+    "data-duplicate-image": prepare_case(
+        "ham",
+        "two files for image ISIC_0000003: ham/images/ISIC_0000003.jpg and "
+        "ham/more/ISIC_0000003.png; delete one of them.",
+        ham(more=jpegs(IDS[3:4], ".png")),
+    ),
+    "data-undecodable-jpeg": prepare_case(
+        "ham",
+        "ham/images/ISIC_0000004.jpg: cannot be decoded as an image",
+        ham(**{"images/ISIC_0000004.jpg": b"not a jpeg"}),
+    ),
+    "data-undecodable-jpeg-in-study": Case(
+        RUN,
+        "ham/images/ISIC_0000004.jpg: cannot be decoded as an image",
+        {"study.toml": HAM_STUDY, **ham(**{"images/ISIC_0000004.jpg": b"not a jpeg"})},
+        limit_s=30,  # the study loads its data before it starts Ray: no 15-25 s start-up first
+    ),
+    "data-npz-arrays-missing": prepare_case(
+        "derma",
+        "derma/dermamnist.npz: arrays ['train_images', 'train_labels', 'val_images', "
+        "'val_labels', 'test_images', 'test_labels'] missing (found ['images', 'labels'])",
+        {"derma/dermamnist.npz": npz(images=np.zeros((4, 8, 8, 3), np.uint8), labels=np.zeros(4))},
+    ),
+    "data-npz-label-out-of-range": prepare_case(
+        "derma",
+        "derma/dermamnist.npz: train_labels has 1 value(s) outside 0..6 (9) at indices [6]",
+        {"derma/dermamnist.npz": npz(**dermamnist_arrays([0, 1, 2, 3, 4, 5, 9]))},
+    ),
+    "data-csv-pixel-count": prepare_case(
+        "hmnist",
+        "hmnist/hmnist_8_8_L.csv: 63 pixel columns, expected 64",
+        {"hmnist/hmnist_8_8_L.csv": hmnist_csv(63, [*range(7), *range(7)])},
+    ),
+    "data-csv-label-out-of-range": prepare_case(
+        "hmnist",
+        "hmnist/hmnist_8_8_L.csv: label has 1 value(s) outside 0..6 (7) at lines 5",
+        {"hmnist/hmnist_8_8_L.csv": hmnist_csv(64, [0, 1, 2, 7, 4, 5, 6, *range(7)])},
+    ),
+    "data-synth-target-not-empty": Case(
+        ("data", "synth", "ham", "--n", "10"),
+        "ham: exists and is not an empty folder; choose a new OUT_DIR or delete it.",
+        HAM,
+        output="ham",
+    ),
+    # -- storage URLs ------------------------------------------------------------------------
+    "storage-malformed": Case(
+        (*RUN, "--storage", "optuna.db"),
+        "cannot open Optuna storage optuna.db: Could not parse SQLAlchemy URL",
+        {"study.toml": STUDY},
+    ),
+    "storage-unreachable": Case(
+        (*RUN, "--storage", "sqlite:///missing/optuna.db"),
+        "cannot open Optuna storage sqlite:///missing/optuna.db: (sqlite3.OperationalError) "
+        "unable to open database file",
+        {"study.toml": STUDY},
+    ),
+    "storage-server-unreachable": Case(
+        (*RUN, "--storage", "postgresql://user:s3cret@127.0.0.1:1/db"),
+        "cannot open Optuna storage postgresql://user:***@127.0.0.1:1/db: ",
+        {"study.toml": STUDY},
+    ),
+    "storage-differs-from-recorded": Case(
+        (*RUN, "--storage", "sqlite:///other.db"),
+        "was run with storage sqlite:///",
+        {"study.toml": STUDY, **STARTED},
+    ),
+    "storage-password-not-recorded": Case(
+        ("status", "results/tiny"),
+        "storage postgresql://user:***@db.example:5432/optuna was recorded without its password; "
+        "pass --storage with the full URL",
+        {**STARTED, "results/tiny/storage.txt": "postgresql://user:***@db.example:5432/optuna\n"},
+    ),
+    # -- Ray cluster -------------------------------------------------------------------------
+    "address-no-cluster": Case(
+        (*RUN, "--address", "127.0.0.1:1"),
+        "no Ray cluster answers at --address 127.0.0.1:1 (Connection refused)",
+        {"study.toml": STUDY},
+        limit_s=30,  # issue 7: "fail within seconds"; Ray's own retries take about a minute
+    ),
+    "address-malformed": Case(
+        (*RUN, "--address", "head-node"),
+        "--address 'head-node' is not HOST:PORT or `auto`; pass e.g. 10.0.0.5:6379",
+        {"study.toml": STUDY},
+    ),
+    # -- results folder ----------------------------------------------------------------------
+    "results-not-writable": Case(
+        ("run", "study.toml", "--results-dir", "results/inside-a-file"),
+        "cannot create results folder results/inside-a-file/tiny: results is not a writable folder",
+        {"study.toml": STUDY, "results": "a regular file, so no one (root included) can mkdir\n"},
+    ),
+    "results-study-changed": Case(
+        RUN,
+        "results/tiny holds results of a different study (train.epochs: 2 -> 1); only "
+        "tune.n_trials and evaluate.seeds may change; pass --fresh",
+        {
+            "study.toml": STUDY,
+            "results/tiny/study.toml": stored_study(("^epochs = 1$", "epochs = 2")),
+        },
+    ),
+    "results-runs-corrupt": Case(
+        RUN,
+        "results/tiny/runs.jsonl line 2 is not a complete JSON record; restore the file from a "
+        "backup or start over with --fresh",
+        {
+            "study.toml": STUDY,
+            **STARTED,
+            "results/tiny/runs.jsonl": '{"phase": "evaluate"}\n{"phase": "eval\n{"seed": 1}\n',
+        },
+    ),
+    "results-in-use": Case(
+        RUN,
+        "another cce-bench is running on results/tiny",
+        {"study.toml": STUDY, **STARTED},
+        hold=folder_locked,
+    ),
+    "results-not-a-study": Case(
+        ("report", "results"),
+        "results/study.toml is missing: results is not a study results folder",
+        {"results/notes.txt": "not a study\n"},
+    ),
+    "results-no-evaluation-yet": Case(
+        ("report", "results/tiny"), "results/tiny/runs.jsonl holds no evaluation run yet", STARTED
+    ),
+    "results-dashboard-port-busy": Case(
+        ("dashboard", "results/tiny", "--port", "{port}"),
+        "optuna-dashboard cannot listen on 127.0.0.1:",
+        {**STARTED, "results/tiny/optuna.db": optuna_db},
+        hold=port_taken,
+    ),
+    # -- weights files -----------------------------------------------------------------------
+    "weights-full-model": Case(
+        (*TRAIN, "--weights", "model.pt"),
+        "model.pt is not a state dict that loads safely (UnpicklingError): a pickled full model "
+        "is refused (weights_only=True)",
+        {"model.pt": torch_file(full_model)},
+    ),
+    "weights-file-missing": Case(
+        (*TRAIN, "--weights", "nosuch.pt"),
+        "Invalid value for '--weights': file 'nosuch.pt' does not exist",
+    ),
+}
+
+
+# -- running a case --------------------------------------------------------------------------
+def write_files(case_dir: Path, files: dict[str, Content]) -> None:
+    for name, content in files.items():
+        path = case_dir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, str):
+            path.write_text(content)
+        elif isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            content(path)
+
+
+def snapshot(folder: Path) -> dict[str, bytes | None]:
+    """Every entry below ``folder``: file bytes, or None for a folder."""
+    if not folder.is_dir():
+        return {}
+    return {
+        path.relative_to(folder).as_posix(): path.read_bytes() if path.is_file() else None
+        for path in sorted(folder.rglob("*"))
+    }
+
+
+def changes(before: dict[str, bytes | None], after: dict[str, bytes | None]) -> list[str]:
+    """Entries created, changed or removed; a lock file in a folder that existed is allowed."""
+    missing = object()
+    changed = {key for key in after if after[key] != before.get(key, missing)}
+    changed |= before.keys() - after.keys()
+
+    def allowed(key: str) -> bool:
+        parent = key.rpartition("/")[0]
+        return key.rpartition("/")[2] == LOCK_FILE and parent in before
+
+    return sorted(key for key in changed if not allowed(key))
+
+
+def cli_command(argv: tuple[str, ...]) -> list[str]:
+    """``cce-bench ARGS``: the installed console script, else its entry point."""
+    script = Path(sys.executable).with_name("cce-bench")
+    if script.is_file():
+        return [str(script), *argv]
+    return [sys.executable, "-c", "from cce_bench.cli import main; main()", *argv]
+
+
+def run_cli(case_dir: Path, argv: list[str], limit_s: float) -> tuple[int | None, str, str, bool]:
+    """Run in ``case_dir`` with a private cache; past ``limit_s`` its process group is stopped."""
+    env = {
+        **os.environ,
+        "CCE_BENCH_CACHE_DIR": str(case_dir / "cache"),
+        "HF_HUB_OFFLINE": "1",
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
+    process = subprocess.Popen(
+        cli_command(tuple(argv)),
+        cwd=case_dir,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # one process group: Ray's processes included, if it hangs
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=limit_s)
+        return process.returncode, stdout, stderr, False
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGTERM)  # Ray's driver shuts its own processes down
+        try:
+            stdout, stderr = process.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            stdout, stderr = process.communicate()
+        return None, stdout, stderr, True
+
+
+def run_case(case: Case, case_dir: Path) -> Outcome:
+    with contextlib.ExitStack() as stack:
+        values = stack.enter_context(case.hold(case_dir)) if case.hold else {}
+        before = snapshot(case_dir / case.output)
+        argv = [part.format(**values) for part in case.argv]
+        started = time.monotonic()
+        code, stdout, stderr, timed_out = run_cli(case_dir, argv, case.limit_s)
+        seconds = time.monotonic() - started
+    written = changes(before, snapshot(case_dir / case.output))
+    return Outcome(code, stdout, stderr, seconds, timed_out, written)
+
+
+@pytest.fixture(scope="module")
+def outcomes(request, tmp_path_factory) -> Iterator[dict[str, Future[Outcome]]]:
+    """Start every selected case at once; each test then waits for its own."""
+    futures: dict[str, Future[Outcome]] = {}
+    with ThreadPoolExecutor(WORKERS) as pool:
+        for case_id in _selected_case_ids(request):
+            case_dir = tmp_path_factory.mktemp(case_id)
+            # On this thread: the file writers import torch and PIL, which must not race.
+            write_files(case_dir, CASES[case_id].files)
+            futures[case_id] = pool.submit(run_case, CASES[case_id], case_dir)
+        yield futures
+
+
+def _selected_case_ids(request) -> list[str]:
+    """The cases this session runs (all, or those picked with -k), Ray's first."""
+    ids = []
+    for item in request.session.items:
+        callspec = getattr(item, "callspec", None)
+        if item.module is request.module and callspec and "case_id" in callspec.params:
+            ids.append(callspec.params["case_id"])
+    ids = [case_id for case_id in ids if not (CASES[case_id].needs_no_gpu and GPU_PRESENT)]
+    return sorted(set(ids), key=lambda case_id: not CASES[case_id].starts_ray)
+
+
+# -- the catalogue ---------------------------------------------------------------------------
+def catalogue_rows() -> dict[str, dict[str, str]]:
+    """docs/errors.md's rows by id: ``| `id` | input | ``message`` | fix |``."""
+    rows = {}
+    for line in CATALOGUE.read_text(encoding="utf-8").splitlines():
+        match = re.fullmatch(r"\|\s*`([a-z0-9-]+)`\s*\|(.+)\|\s*", line)
+        if match:
+            cells = [cell.strip() for cell in match.group(2).split(" | ")]
+            assert len(cells) == 3, f"row {match.group(1)} needs input | message | fix: {line}"
+            message = cells[1].removeprefix("``").removesuffix("``").strip()
+            rows[match.group(1)] = {"input": cells[0], "message": message, "fix": cells[2]}
+    return rows
+
+
+def test_catalogue_lists_at_least_25_bad_inputs_each_with_a_fix():
+    rows = catalogue_rows()
+    assert len(rows) >= 25
+    assert all(row["input"] and row["message"] and row["fix"] for row in rows.values())
+
+
+def test_every_catalogue_row_has_a_case_and_every_case_a_row():
+    rows = catalogue_rows()
+    assert sorted(set(rows) - set(CASES)) == [], "rows without a test case"
+    assert sorted(set(CASES) - set(rows)) == [], "test cases without a row in docs/errors.md"
+
+
+def _params() -> list:
+    """One parameter per case; a known defect is a strict xfail, so its fix is noticed."""
+
+    def marks(case: Case) -> list:
+        found = [pytest.mark.xfail(strict=True, reason=case.xfail)] if case.xfail else []
+        if case.needs_no_gpu:
+            found.append(pytest.mark.skipif(GPU_PRESENT, reason="a GPU is present here"))
+        return found
+
+    return [pytest.param(case_id, id=case_id, marks=marks(case)) for case_id, case in CASES.items()]
+
+
+@pytest.mark.parametrize("case_id", _params())
+def test_bad_input_exits_2_with_its_documented_line_and_writes_nothing(case_id, outcomes):
+    case = CASES[case_id]
+    documented = catalogue_rows().get(case_id, {}).get("message", "")
+    assert case.expect in documented, "docs/errors.md's message lacks the part the test checks"
+    outcome = outcomes[case_id].result()
+    assert not outcome.timed_out, f"still running after {case.limit_s:.0f} s"
+    lines = outcome.stderr.rstrip("\n").split("\n")
+    assert "Traceback (most recent call last)" not in outcome.stderr + outcome.stdout
+    assert outcome.returncode == 2, outcome.stderr[-2000:]
+    assert len(lines) == 1, f"stderr has {len(lines)} lines:\n{outcome.stderr}"
+    assert case.expect in lines[0]
+    assert outcome.written == [], f"{case.output}/ changed: {outcome.written}"
