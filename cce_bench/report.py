@@ -59,6 +59,7 @@ from cce_bench.report_tables import (
     summary_frame,
 )
 from cce_bench.report_tuning import ArmTuning, read_tuning
+from cce_bench.store import atomic_write_bytes
 
 #: Metrics that get a paired seed plot: the study's usual tuning target, the two accuracies
 #: (top-1 and the paper's ACC), melanoma sensitivity, and the paper's headline confusion.
@@ -117,7 +118,7 @@ def build_report(results_dir: Path | str) -> Path:
     ]
     path = root / REPORT_FILE
     text = "\n\n".join(section for section in sections if section)
-    _write_atomically(path, (text.rstrip() + "\n").encode("utf-8"))
+    atomic_write_bytes(path, (text.rstrip() + "\n").encode("utf-8"))
     return path
 
 
@@ -192,18 +193,9 @@ def draw_figures(results: StudyResults, tunings: list[ArmTuning]) -> list[Path]:
     return paths
 
 
-def _write_atomically(path: Path, payload: bytes) -> None:
-    """Replace ``path`` in one step (tmp file + ``os.replace``), so a reader never sees half a
-    report. Unlike ``tempfile.mkstemp`` the file gets the umask's mode (readable by others),
-    since reports are meant to be shared."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(payload)
-    os.replace(tmp, path)
-
-
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
     """CSV with ``\\n`` line ends and full float precision, written atomically."""
-    _write_atomically(path, frame.to_csv(index=False, lineterminator="\n").encode("utf-8"))
+    atomic_write_bytes(path, frame.to_csv(index=False, lineterminator="\n").encode("utf-8"))
 
 
 def _header_facts(results: StudyResults, tunings: list[ArmTuning]) -> dict[str, object]:

@@ -23,6 +23,7 @@ import contextlib
 import fcntl
 import json
 import os
+import secrets
 import tempfile
 import tomllib
 from collections.abc import Iterable, Iterator
@@ -57,18 +58,21 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
     """Write ``payload`` to ``path`` so that readers see the old file or the new one, never half.
 
     The temporary file lives in the same folder because ``os.replace`` is only atomic within one
-    filesystem; the fsync before the rename keeps a power cut from exposing an empty file.
+    filesystem; the fsync before the rename keeps a power cut from exposing an empty file. It is
+    created with mode 0o666 under the umask (not ``mkstemp``'s 0o600), because results folders
+    are meant to be shared and read by others, the dashboard and the report included.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp_path = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    handle = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(handle, "wb") as tmp:
             tmp.write(payload)
             tmp.flush()
             os.fsync(tmp.fileno())
-        os.replace(tmp_name, path)
+        os.replace(tmp_path, path)
     except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
+        tmp_path.unlink(missing_ok=True)
         raise
 
 

@@ -140,3 +140,15 @@ def test_second_driver_on_one_folder_is_refused(tmp_path):
         folder_lock(store),
     ):
         pass
+
+
+def test_atomic_writes_are_readable_by_others_under_a_permissive_umask(tmp_path):
+    from cce_bench.store import atomic_write_bytes
+
+    previous = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "split.json", b"{}")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "split.json").stat().st_mode & 0o777 == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["split.json"]
