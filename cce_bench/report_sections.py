@@ -17,6 +17,7 @@ from cce_bench.report_tables import (
     CLINICAL_METRICS,
     PAPER_HEADERS,
     PAPER_METRICS,
+    PAPER_TABLE_1,
     markdown_table,
     metric_scale,
     metric_table,
@@ -202,10 +203,16 @@ def table1_section(results: StudyResults) -> str:
         "error is one false negative and one false positive, so ACC = 1 − 2·(1 − top-1)/C "
         f"(C = {len(results.class_names)} here); it sits near 97% even at 90% top-1.",
     ]
-    if is_ham:
+    if is_ham and any(backbone in PAPER_TABLE_1 for backbone in results.backbones):
         lines.append(
             'Rows marked "paper, published" are Table 1 of the CCE paper (HAM10000, one run '
             "each, split and seeds unstated), for reference only: not part of any test."
+        )
+    elif is_ham:
+        lines.append(
+            "The paper's published Table 1 covers "
+            + ", ".join(PAPER_TABLE_1)
+            + " only, none of this study's backbones, so no published rows are shown."
         )
     return "\n".join(lines)
 

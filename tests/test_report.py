@@ -168,6 +168,17 @@ def test_ham10000_study_shows_the_papers_published_values(tmp_path: Path):
     section = table1_section(load_results(folder))
     assert "| densenet121 | CE (paper, published) | — | 96.84 | 78.49 | 85.43 | 96.76 |" in section
     assert "resnet18 | CE (paper" not in section  # the paper has no ResNet18
+    assert 'Rows marked "paper, published"' in section
+
+
+def test_ham10000_study_without_the_papers_backbones_says_no_published_rows(tmp_path: Path):
+    folder = copy_study(tmp_path)
+    keep_one_backbone(folder)  # resnet18: not one of the paper's four
+    study = folder / "study.toml"
+    study.write_text(study.read_text().replace('"synthetic"', '"ham10000"'), encoding="utf-8")
+    section = table1_section(load_results(folder))
+    assert "(paper, published)" not in section
+    assert "none of this study's backbones, so no published rows are shown" in section
 
 
 def test_external_test_metrics_get_their_own_table(tmp_path: Path):
