@@ -57,8 +57,7 @@ class Job:
 
     ``report_metric`` names the validation metric sent to the driver after every epoch (tuning);
     ``None`` runs without a reporter (evaluation). ``context`` is opaque to this module.
-    ``extra_eval_parts`` (e.g. ``("external",)``) are scored by rerunning the same
-    deterministic spec with that ``eval_part``, because ``train_run`` scores one part per run.
+    Extra parts to score (an external test set) travel in ``spec.extra_eval_parts``.
     """
 
     key: str
@@ -66,7 +65,6 @@ class Job:
     data_ref: Any
     report_metric: str | None = None
     context: Any = None
-    extra_eval_parts: tuple[str, ...] = ()
 
 
 @dataclass
@@ -75,7 +73,6 @@ class JobDone:
 
     job: Job
     result: RunResult | None = None
-    extra_results: dict[str, RunResult] = field(default_factory=dict)
     node: dict[str, str] = field(default_factory=dict)
     error: str | None = None
     attempts: int = 1
@@ -295,8 +292,7 @@ def run_training_task(
     key: str,
     report_metric: str | None,
     train_fn: Callable[..., RunResult] | None,
-    extra_eval_parts: tuple[str, ...] = (),
-) -> tuple[RunResult, dict[str, str], dict[str, RunResult]]:
+) -> tuple[RunResult, dict[str, str]]:
     """Body of the Ray task: one ``train_run`` on a worker, plus where it ran.
 
     ``data`` arrives resolved from the object store (read-only, zero-copy on the node);
@@ -312,11 +308,8 @@ def run_training_task(
     spec = RunSpec.from_dict(spec_dict)
     reporter = ChannelReporter(channel, key, report_metric) if report_metric else None
     result = train_fn(spec, data, reporter)
-    extras = {}
-    if result.outcome == "completed":
-        extras = {part: train_fn(spec.replace(eval_part=part), data) for part in extra_eval_parts}
     node = {"hostname": socket.gethostname(), "node_id": ray.get_runtime_context().get_node_id()}
-    return result, node, extras
+    return result, node
 
 
 class Executor:
@@ -357,7 +350,6 @@ class Executor:
             job.key,
             job.report_metric,
             self.train_fn,
-            job.extra_eval_parts,
         )
         self.inflight[ref] = job
 
@@ -403,8 +395,8 @@ class Executor:
 
         job = self.inflight.pop(ref)
         try:
-            result, node, extras = ray.get(ref)
-            done = JobDone(job, result=result, node=node, extra_results=extras)
+            result, node = ray.get(ref)
+            done = JobDone(job, result=result, node=node)
         except RayTaskError as error:
             cause = error.cause if error.cause is not None else error
             done = JobDone(job, error=f"{type(cause).__name__}: {_first_line(cause)}")
