@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -141,14 +142,17 @@ def test_a_changed_study_is_refused_with_a_diff_and_the_fresh_hint(finished_stud
 
 
 def fake_train_getting_worse(counter: Path):
-    """Trial k reports 0.9 - 0.3 k every epoch: from the third trial on, below the median."""
+    """Trial k reports 0.9 - 0.3 k every epoch: from the third trial on, below the median.
+
+    Each call leaves one uniquely named file in ``counter`` (two runs in flight at once may see
+    the same k, but never overwrite each other's file, so the count of trainings is exact)."""
     import numpy as np
 
     from cce_bench.runspec import RunResult
 
     def train(spec, data, reporter=None):
         k = len(list(counter.iterdir()))
-        (counter / str(k)).touch()
+        (counter / f"{k}-{uuid.uuid4().hex}").touch()
         outcome, value = "completed", 0.9 - 0.3 * k
         for epoch in range(1, spec.epochs + 1):
             if reporter is not None and reporter(epoch, {"balanced_accuracy": value}):
@@ -306,7 +310,7 @@ def fake_train_predicting_its_parts(calls: Path):
         return {"image_ids": data.image_ids[index], "y_true": data.labels[index], "proba": proba}
 
     def train(spec, data, reporter=None):
-        (calls / str(len(list(calls.iterdir())))).touch()
+        (calls / uuid.uuid4().hex).touch()  # unique: runs in flight at once never collide
         evaluated = scored(data, spec.eval_part)
         return RunResult(
             outcome="completed", metrics={"balanced_accuracy": 0.5, "part": spec.eval_part},
