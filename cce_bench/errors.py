@@ -8,6 +8,9 @@ Modules may define narrower subclasses next to the concept they guard; these are
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class CceBenchError(Exception):
     """Base class of every error caused by input the user can fix."""
@@ -26,6 +29,16 @@ class UnknownNameError(CceBenchError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """`` Did you mean 'x'?`` for the valid choice closest to ``name``, or "" when none is close.
+
+    Every registry (losses, sources, splits, policies, classes) ends its unknown-name message
+    with this hint, so a typo costs the user one read rather than a look at the docs.
+    """
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
 
 
 class StudyConfigError(CceBenchError):

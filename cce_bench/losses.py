@@ -14,7 +14,6 @@ sync; a bad target there fails as a device-side assert, as in ``F.cross_entropy`
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import math
 from collections.abc import Callable, Mapping
@@ -25,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from cce_bench.errors import LossInputError, UnknownNameError
+from cce_bench.errors import LossInputError, UnknownNameError, did_you_mean
 
 __all__ = [
     "CCELoss",
@@ -373,8 +372,7 @@ def register_loss(
 
 def _lookup(name: str) -> _RegisteredLoss:
     if name not in _REGISTRY:
-        close = difflib.get_close_matches(name, _REGISTRY, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(name, _REGISTRY)
         raise UnknownNameError(f"unknown loss {name!r}; known: {', '.join(_REGISTRY)}.{hint}")
     return _REGISTRY[name]
 

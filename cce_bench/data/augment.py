@@ -32,7 +32,6 @@ its symmetries are exact index operations.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import math
 from collections.abc import Sequence
@@ -41,7 +40,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from cce_bench.errors import CceBenchError, UnknownNameError
+from cce_bench.errors import CceBenchError, UnknownNameError, did_you_mean
 
 #: ITU-R BT.601 luma weights, the grey used by contrast and saturation jitter (as torchvision).
 LUMA_WEIGHTS: tuple[float, float, float] = (0.299, 0.587, 0.114)
@@ -126,8 +125,7 @@ def available_policies() -> list[str]:
 def get_policy(name: str) -> AugmentPolicy:
     """The policy called ``name``; an unknown name suggests the closest valid one."""
     if name not in POLICIES:
-        close = difflib.get_close_matches(name, POLICIES, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(name, POLICIES)
         raise UnknownNameError(
             f"unknown augmentation policy {name!r}; choose one of {available_policies()}.{hint}"
         )

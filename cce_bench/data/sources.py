@@ -13,7 +13,6 @@ metrics and reports never see a source's own label order. Sources:
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import os
 from collections.abc import Callable
@@ -29,7 +28,7 @@ from cce_bench.data.ham10000 import (
 )
 from cce_bench.data.image_folder import DatasetNotFoundError, csv_header
 from cce_bench.data.labeled import LabeledImages
-from cce_bench.errors import DataError, UnknownNameError
+from cce_bench.errors import DataError, UnknownNameError, did_you_mean
 
 
 class SourceOptionError(DataError):
@@ -76,8 +75,7 @@ def load_source(
     Example: ``load_source("ham10000", "data/ham10000", metadata="data/ham10000/meta.csv")``.
     """
     if name not in SOURCES:
-        close = difflib.get_close_matches(name, SOURCES, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(name, SOURCES)
         raise UnknownNameError(
             f"unknown data source {name!r}; choose one of {available_sources()}.{hint}"
         )

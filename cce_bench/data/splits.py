@@ -14,13 +14,12 @@ Every split is a pure function of the labels, the groups and ``seed``.
 
 from __future__ import annotations
 
-import difflib
 from typing import Any
 
 import numpy as np
 
 from cce_bench.data.labeled import LabeledImages
-from cce_bench.errors import DataError, UnknownNameError
+from cce_bench.errors import DataError, UnknownNameError, did_you_mean
 
 SPLIT_KINDS: tuple[str, ...] = ("paper", "lesion", "official")
 PART_NAMES: tuple[str, ...] = ("train", "val", "test")
@@ -48,8 +47,7 @@ def make_split(
     Example: ``make_split(labeled, "lesion", test_fraction=0.2, val_fraction=0.15, seed=0)``.
     """
     if kind not in SPLIT_KINDS:
-        close = difflib.get_close_matches(kind, SPLIT_KINDS, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(kind, SPLIT_KINDS)
         raise UnknownNameError(f"unknown split {kind!r}; choose one of {list(SPLIT_KINDS)}.{hint}")
     if kind == "official":
         return _official_split(labeled)

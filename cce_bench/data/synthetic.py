@@ -22,7 +22,6 @@ from ``seed``.
 
 from __future__ import annotations
 
-import difflib
 import os
 import shutil
 import tempfile
@@ -32,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from cce_bench.data.labeled import HAM10000_CLASS_COUNTS, HAM10000_CLASSES, LabeledImages
-from cce_bench.errors import DataError, UnknownNameError
+from cce_bench.errors import DataError, UnknownNameError, did_you_mean
 
 _CHUNK = 256
 _MEAN_EXTRA_IMAGES_PER_LESION = 0.6
@@ -164,8 +163,7 @@ def _proportions(class_proportions: Mapping[str, float] | Sequence[float] | None
     elif isinstance(class_proportions, Mapping):
         for name in class_proportions:
             if name not in HAM10000_CLASSES:
-                close = difflib.get_close_matches(name, HAM10000_CLASSES, n=1)
-                hint = f" Did you mean {close[0]!r}?" if close else ""
+                hint = did_you_mean(name, HAM10000_CLASSES)
                 raise UnknownNameError(
                     f"class_proportions: unknown class {name!r}; use {list(HAM10000_CLASSES)}."
                     + hint
