@@ -10,7 +10,6 @@ commit, compute hours, mean confusion matrices) are computed here from the recor
 from __future__ import annotations
 
 import math
-import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -22,6 +21,7 @@ import pandas as pd
 
 from cce_bench.data.labeled import HAM10000_CLASSES
 from cce_bench.errors import ResultsError
+from cce_bench.hardware import source_commit
 from cce_bench.store import ResultsStore, run_key
 
 #: How the report names each registered loss; an unknown arm is shown by its own name.
@@ -258,19 +258,11 @@ def git_commit(records: list[dict[str, Any]]) -> str:
     )
     if found:
         return ", ".join(found)
-    try:
-        completed = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
+    commit = source_commit()  # the same guarded lookup the run records use
+    if commit is None:
         return "unknown"
-    commit = completed.stdout.strip()
-    return f"{commit} (this checkout, not recorded by the runs)" if commit else "unknown"
+    short = commit[:12] + ("-dirty" if commit.endswith("-dirty") else "")
+    return f"{short} (this checkout, not recorded by the runs)"
 
 
 def library_versions(records: list[dict[str, Any]]) -> dict[str, str]:
