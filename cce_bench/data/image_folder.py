@@ -166,9 +166,18 @@ def index_image_files(folder: Path) -> dict[str, Path]:
 
     Hidden folders (``.cache``, a half-written ``.synthetic...``) are skipped. Two files with
     one id raise ``DuplicateImageError``: which one holds the labelled image is unknowable.
+    Symbolic links to folders and files are followed, because users commonly link the two
+    HAM10000 image folders beside a metadata file; a link that leads back to a folder already
+    walked is skipped, so a link cycle cannot loop forever.
     """
     found: dict[str, Path] = {}
-    for directory, subdirectories, files in os.walk(folder):
+    walked: set[str] = set()
+    for directory, subdirectories, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(directory)
+        if real in walked:
+            subdirectories[:] = []
+            continue
+        walked.add(real)
         subdirectories[:] = sorted(d for d in subdirectories if not d.startswith("."))
         for name in sorted(files):
             stem, suffix = os.path.splitext(name)
