@@ -18,7 +18,7 @@ def ray_local():
     """
     import ray
 
-    from cce_bench.execution import start_ray
+    from cce_bench.study._executor import start_ray
 
     started = start_ray(None, num_cpus=2)
     yield

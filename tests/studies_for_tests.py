@@ -17,8 +17,8 @@ from pathlib import Path
 
 import optuna
 
-from cce_bench.store import ResultsStore
-from cce_bench.tune import open_storage
+from cce_bench.study._tuning import open_storage
+from cce_bench.study.store import ResultsStore
 
 TINY_STUDY = """
 name = "tiny"

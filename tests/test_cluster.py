@@ -37,7 +37,7 @@ import pytest
 from optuna.trial import TrialState
 from studies_for_tests import ARMS, arm_trials, kill_session, session_processes, write_study
 
-from cce_bench.store import ResultsStore
+from cce_bench.study.store import ResultsStore
 
 pytestmark = [
     pytest.mark.cluster,

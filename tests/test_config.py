@@ -20,7 +20,7 @@ from cce_bench.config import (
     load_study,
     study_from_dict,
 )
-from cce_bench.config_schema import dumps_toml
+from cce_bench.config.schema import dumps_toml
 from cce_bench.errors import StudyConfigError
 
 REPO_STUDIES = Path(__file__).resolve().parents[1] / "studies"

@@ -11,8 +11,8 @@ import urllib.request
 import optuna
 import pytest
 
-from cce_bench.store import ResultsStore
-from cce_bench.tune import open_storage
+from cce_bench.study._tuning import open_storage
+from cce_bench.study.store import ResultsStore
 
 pytestmark = pytest.mark.slow
 

@@ -19,8 +19,8 @@ import pytest
 from studies_for_tests import arm_trials, write_study
 
 from cce_bench.config import load_study
-from cce_bench.store import ResultsStore
 from cce_bench.study import run_study
+from cce_bench.study.store import ResultsStore
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 

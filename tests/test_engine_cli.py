@@ -7,7 +7,7 @@ from rich.console import Console
 
 from cce_bench.cli import main
 from cce_bench.cli.study import format_duration, progress_line, progress_table
-from cce_bench.study_progress import ArmProgress, StudyProgress
+from cce_bench.study._progress import ArmProgress, StudyProgress
 
 STUDY = """name = "tiny"
 [data]

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from cce_bench.errors import ClusterError
-from cce_bench.execution import Executor, Job, Resources, check_resources, start_ray
-from cce_bench.runspec import RunResult, RunSpec
+from cce_bench.study._executor import Executor, Job, Resources, check_resources, start_ray
+from cce_bench.train import RunResult, RunSpec
 
 pytestmark = pytest.mark.slow
 

@@ -8,12 +8,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from cce_bench.config_schema import DataSpec, LossesSpec, ModelsSpec, StudySpec, TrainSpec, TuneSpec
+from cce_bench.config.schema import DataSpec, LossesSpec, ModelsSpec, StudySpec, TrainSpec, TuneSpec
 from cce_bench.errors import StorageError
-from cce_bench.execution import Job, JobDone
-from cce_bench.runspec import RunResult
-from cce_bench.study_progress import first_failure
-from cce_bench.tune import (
+from cce_bench.study._executor import Job, JobDone
+from cce_bench.study._progress import first_failure
+from cce_bench.study._tuning import (
     Arm,
     ArmTuner,
     make_pruner,
@@ -25,6 +24,7 @@ from cce_bench.tune import (
     trials_used,
     tuning_specs_reading_test,
 )
+from cce_bench.train import RunResult
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -28,9 +28,9 @@ from studies_for_tests import arm_trials, write_study
 from cce_bench.cli import main
 from cce_bench.config import load_study
 from cce_bench.errors import ClusterError
-from cce_bench.execution import start_ray
-from cce_bench.store import ResultsStore
 from cce_bench.study import run_study
+from cce_bench.study._executor import start_ray
+from cce_bench.study.store import ResultsStore
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -53,7 +53,7 @@ def train_killed_after_first_epoch(markers: Path, *, kill_parts: tuple[str, ...]
     """
     import numpy as np
 
-    from cce_bench.runspec import RunResult
+    from cce_bench.train import RunResult
 
     def stand_in(spec, data, reporter):
         for epoch in range(1, spec.epochs + 1):

@@ -25,9 +25,9 @@ from cce_bench.cli import app
 from cce_bench.data.labeled import CONFUSED_PAIRS, HAM10000_CLASSES
 from cce_bench.errors import ResultsError
 from cce_bench.report import build_report, significance_table
-from cce_bench.report_results import load_results, split_varies_with_seed
-from cce_bench.report_sections import external_section, table1_section
-from cce_bench.report_tables import (
+from cce_bench.report._results import load_results, split_varies_with_seed
+from cce_bench.report._sections import external_section, table1_section
+from cce_bench.report._tables import (
     FAMILY_METRICS,
     mcnemar_frame,
     paired_values,

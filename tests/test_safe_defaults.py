@@ -83,7 +83,7 @@ def _free_port() -> int:
 
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux's socket tables")
 def test_dashboard_listens_on_loopback_only_unless_told_otherwise(tmp_path):
-    from cce_bench.tune import open_storage
+    from cce_bench.study._tuning import open_storage
 
     folder = tmp_path / "results" / "tiny"
     folder.mkdir(parents=True)
@@ -184,7 +184,7 @@ def test_storage_password_never_appears_in_output_or_results(tmp_path, url, star
 USAGE_STATS = """
 import os, sys
 from cce_bench.errors import ClusterError
-from cce_bench.execution import start_ray, stop_ray
+from cce_bench.study._executor import start_ray, stop_ray
 address = sys.argv[1] if len(sys.argv) > 1 else None
 try:
     started = start_ray(address, num_cpus=1)

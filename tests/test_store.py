@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from cce_bench.errors import ResultsError
-from cce_bench.store import CorruptRecordError, ResultsStore, check_writable, folder_lock
+from cce_bench.study.store import CorruptRecordError, ResultsStore, check_writable, folder_lock
 
 
 def _record(seed: int, outcome: str = "completed", arm: str = "cce") -> dict:
@@ -143,7 +143,7 @@ def test_second_driver_on_one_folder_is_refused(tmp_path):
 
 
 def test_atomic_writes_are_readable_by_others_under_a_permissive_umask(tmp_path):
-    from cce_bench.store import atomic_write_bytes
+    from cce_bench.study.store import atomic_write_bytes
 
     previous = os.umask(0o022)
     try:

@@ -25,10 +25,10 @@ from studies_for_tests import ARMS, arm_trials, finished, kill_session, write_st
 
 from cce_bench.cli import main
 from cce_bench.config import load_study
-from cce_bench.execution import Executor
-from cce_bench.store import ResultsStore
 from cce_bench.study import check_tuning_split, run_study, study_status
-from cce_bench.tune import counts_against_budget, open_storage
+from cce_bench.study._executor import Executor
+from cce_bench.study._tuning import counts_against_budget, open_storage
+from cce_bench.study.store import ResultsStore
 
 pytestmark = pytest.mark.slow
 
@@ -148,7 +148,7 @@ def fake_train_getting_worse(counter: Path):
     the same k, but never overwrite each other's file, so the count of trainings is exact)."""
     import numpy as np
 
-    from cce_bench.runspec import RunResult
+    from cce_bench.train import RunResult
 
     def train(spec, data, reporter=None):
         k = len(list(counter.iterdir()))
@@ -238,7 +238,7 @@ def fake_train_sleeping(marker_dir: Path, sleep_s: float):
     """Sleeps, then leaves a marker: a marker proves the run was not cancelled."""
     import numpy as np
 
-    from cce_bench.runspec import RunResult
+    from cce_bench.train import RunResult
 
     def train(spec, data, reporter=None):
         time.sleep(sleep_s)
@@ -302,7 +302,7 @@ def fake_train_predicting_its_parts(calls: Path):
     of ``spec.extra_eval_parts``; leaves one file per call in ``calls`` (one per training)."""
     import numpy as np
 
-    from cce_bench.runspec import RunResult
+    from cce_bench.train import RunResult
 
     def scored(data, part):
         index = data.indices(part)
@@ -357,7 +357,7 @@ def fake_train_diverging_for(loss: str):
     """Completes every run, except those of ``loss``, which diverge at step 3."""
     import numpy as np
 
-    from cce_bench.runspec import RunResult
+    from cce_bench.train import RunResult
 
     def train(spec, data, reporter=None):
         diverged = spec.loss == loss
@@ -385,7 +385,7 @@ def test_an_arm_without_a_complete_trial_is_recorded_and_the_others_evaluated(ra
 
 
 def test_fresh_starts_over_in_a_new_folder_and_is_resumed_there(finished_study, tmp_path):
-    from cce_bench.store import resolve_results_folder
+    from cce_bench.study.store import resolve_results_folder
 
     _, root, _ = finished_study
     shutil.copytree(root, tmp_path / "results" / "tiny")

@@ -10,9 +10,8 @@ import pytest
 import torch
 
 from cce_bench.data.labeled import HAM10000_CLASSES, PreparedData
-from cce_bench.train import (
-    RunSpec,
-    RunSpecError,
+from cce_bench.train import RunSpec, RunSpecError
+from cce_bench.train._loop import (
     Trainer,
     epoch_batches,
     steps_per_epoch,
@@ -163,7 +162,7 @@ def test_missing_part_is_named_with_the_parts_available(data):
 
 
 def test_run_data_splits_and_prepares_a_synthetic_set_without_shared_lesions():
-    from cce_bench.run_data import load_run_data
+    from cce_bench.data.pipeline import load_run_data
 
     labeled, prepared, manifest = load_run_data(
         "synthetic",
@@ -239,8 +238,8 @@ def test_a_missing_extra_part_is_refused_before_training(data):
 
 
 def test_extra_part_predictions_are_stored_where_the_store_reads_them(tmp_path):
-    from cce_bench.runspec import RunResult
-    from cce_bench.store import ResultsStore
+    from cce_bench.study.store import ResultsStore
+    from cce_bench.train import RunResult
 
     def arrays(ids):
         return {"image_ids": np.array(ids), "y_true": np.zeros(len(ids), np.int64),
@@ -271,7 +270,7 @@ def _git(folder, *args):
 
 
 def test_commit_of_a_checkout_is_its_head_and_marked_dirty_once_edited(tmp_path):
-    from cce_bench.hardware import commit_of
+    from cce_bench.train._device import commit_of
 
     _git(tmp_path, "init", "-q")
     (tmp_path / "code.py").write_text("a = 1\n")
@@ -284,7 +283,7 @@ def test_commit_of_a_checkout_is_its_head_and_marked_dirty_once_edited(tmp_path)
 
 
 def test_commit_of_a_folder_that_is_no_checkout_root_is_none(tmp_path):
-    from cce_bench.hardware import commit_of
+    from cce_bench.train._device import commit_of
 
     _git(tmp_path, "init", "-q")
     (tmp_path / "site-packages").mkdir()
@@ -292,7 +291,7 @@ def test_commit_of_a_folder_that_is_no_checkout_root_is_none(tmp_path):
 
 
 def test_commit_is_none_when_git_is_not_installed(tmp_path, monkeypatch):
-    from cce_bench.hardware import commit_of
+    from cce_bench.train._device import commit_of
 
     (tmp_path / ".git").mkdir()
     monkeypatch.setenv("PATH", str(tmp_path / "no-bin"))
@@ -300,7 +299,7 @@ def test_commit_is_none_when_git_is_not_installed(tmp_path, monkeypatch):
 
 
 def test_run_versions_name_the_git_commit_only_when_there_is_one(monkeypatch):
-    import cce_bench.hardware as hardware
+    import cce_bench.train._device as hardware
 
     monkeypatch.setattr(hardware, "source_commit", lambda: "0123abcd")
     assert hardware.library_versions(torch.device("cpu"))["git_commit"] == "0123abcd"
@@ -312,7 +311,7 @@ def test_run_versions_name_the_git_commit_only_when_there_is_one(monkeypatch):
 
 
 def _run_data(source, path=None, **options):
-    from cce_bench.run_data import load_run_data
+    from cce_bench.data.pipeline import load_run_data
 
     return load_run_data(source, path, split="lesion", test_fraction=0.2, val_fraction=0.15,
                          split_seed=0, **options)  # fmt: skip
@@ -340,7 +339,7 @@ def test_resize_mode_decides_how_a_wide_image_becomes_a_square(tmp_path):
 
 
 def test_train_command_hands_difficulty_and_resize_mode_to_the_data(monkeypatch):
-    import cce_bench.run_data
+    import cce_bench.data.pipeline
     from cce_bench.cli import main
     from cce_bench.errors import DataError
 
@@ -350,7 +349,7 @@ def test_train_command_hands_difficulty_and_resize_mode_to_the_data(monkeypatch)
         seen.update(options)
         raise DataError("stop before training")
 
-    monkeypatch.setattr(cce_bench.run_data, "load_run_data", stop_after_reading_the_options)
+    monkeypatch.setattr(cce_bench.data.pipeline, "load_run_data", stop_after_reading_the_options)
     with pytest.raises(SystemExit) as exit_:
         main(["train", "--difficulty", "0.2", "--resize-mode", "pad"])
     assert exit_.value.code == 2
@@ -368,13 +367,13 @@ def test_train_command_hands_difficulty_and_resize_mode_to_the_data(monkeypatch)
 def test_train_command_checks_loss_and_weights_before_loading_data(
     flags, message, tmp_path, monkeypatch, capsys
 ):
-    import cce_bench.run_data
+    import cce_bench.data.pipeline
     from cce_bench.cli import main
 
     def never_load(*args, **options):
         raise AssertionError("the data was loaded before the flags were checked")
 
-    monkeypatch.setattr(cce_bench.run_data, "load_run_data", never_load)
+    monkeypatch.setattr(cce_bench.data.pipeline, "load_run_data", never_load)
     monkeypatch.chdir(tmp_path)
     torch.save(torch.nn.Linear(2, 2), tmp_path / "model.pt")  # a pickled model, not weights
     with pytest.raises(SystemExit) as exit_:

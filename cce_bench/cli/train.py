@@ -1,7 +1,8 @@
 """`cce-bench train`: one training run from flags, its metrics as a table.
 
 The quickest way to try a setting: no study file, no tuning, no Ray. The data path is the one
-a study uses (``cce_bench.run_data.load_run_data``), trained on ``train`` and scored on ``val``.
+a study uses (``cce_bench.data.pipeline.load_run_data``), trained on ``train`` and scored on
+``val``.
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ def train(
     ),
 ) -> None:
     """Train one backbone with one loss and print its validation metrics."""
+    from cce_bench.data.pipeline import load_run_data
     from cce_bench.losses import get_loss
     from cce_bench.models import (
         check_image_size,
@@ -102,7 +104,6 @@ def train(
         read_weights_file,
         resolve_backbone,
     )
-    from cce_bench.run_data import load_run_data
     from cce_bench.train import RunSpec, train_run
 
     synthetic = data == "synthetic"

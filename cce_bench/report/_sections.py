@@ -1,7 +1,7 @@
 """The report's descriptive sections: the study, its completeness, the per-arm tables, tuning.
 
 Each function returns one markdown section as a string, from the loaded results
-(:mod:`cce_bench.report_results`) and the frames of :mod:`cce_bench.report_tables`.
+(:mod:`cce_bench.report._results`) and the frames of :mod:`cce_bench.report._tables`.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from typing import Any
 import pandas as pd
 
 from cce_bench.metrics import METRIC_LABELS
-from cce_bench.report_evidence import DEFAULT_PRIMARY_METRIC
-from cce_bench.report_results import StudyResults, incomplete_runs
-from cce_bench.report_tables import (
+from cce_bench.report._evidence import DEFAULT_PRIMARY_METRIC
+from cce_bench.report._results import StudyResults, incomplete_runs
+from cce_bench.report._tables import (
     CLINICAL_METRICS,
     PAPER_HEADERS,
     PAPER_METRICS,
@@ -23,7 +23,7 @@ from cce_bench.report_tables import (
     metric_table,
     with_paper_rows,
 )
-from cce_bench.report_tuning import ArmTuning, tuning_table
+from cce_bench.report._tuning import ArmTuning, tuning_table
 
 #: How each split kind is described (DESIGN.md, "Two splits").
 SPLIT_DESCRIPTIONS: dict[str, str] = {

@@ -2,7 +2,7 @@
 
 The dataclasses *are* the schema. A field's name is its key, its annotation the TOML type it
 takes, its default what a missing key means, and its metadata (``limits(ge=..., choices=...)``)
-the values it accepts. :func:`cce_bench.config_reader.read_table` walks a parsed TOML table
+the values it accepts. :func:`cce_bench.config._reader.read_table` walks a parsed TOML table
 against them, so type and range checks, "did you mean" for unknown keys, defaults and
 ``to_dict`` all come from one declaration: adding a key is adding a field. Checks that need a
 registry (losses, sources, backbones, metrics) or span several keys live in

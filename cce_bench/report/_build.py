@@ -5,10 +5,10 @@
 byte-identical files (seeded bootstrap, stable sorting, no timestamps, PNGs without software
 metadata), which lets a golden-file test pin the markdown and a reader diff two rebuilds.
 
-The pieces: :mod:`cce_bench.report_results` loads the folder, :mod:`cce_bench.report_tables`
+The pieces: :mod:`cce_bench.report._results` loads the folder, :mod:`cce_bench.report._tables`
 computes the numbers (summaries, paired comparisons with Holm over the whole report, McNemar),
-:mod:`cce_bench.report_tuning` reads the Optuna studies, :mod:`cce_bench.report_figures` draws,
-:mod:`cce_bench.report_sections` and :mod:`cce_bench.report_evidence` write the markdown; this
+:mod:`cce_bench.report._tuning` reads the Optuna studies, :mod:`cce_bench.report._figures` draws,
+:mod:`cce_bench.report._sections` and :mod:`cce_bench.report._evidence` write the markdown; this
 module runs them and writes the files, sections in the order issue 6 lists them.
 """
 
@@ -22,18 +22,18 @@ import pandas as pd
 from cce_bench.data.labeled import CONFUSED_PAIRS
 from cce_bench.errors import ResultsError
 from cce_bench.metrics import HIGHER_IS_BETTER, METRIC_LABELS
-from cce_bench.report_evidence import (
+from cce_bench.report._evidence import (
     answer_section,
     confused_pairs_section,
     significance_display,
     significance_section,
 )
-from cce_bench.report_figures import (
+from cce_bench.report._figures import (
     confusion_matrix_plot,
     optimisation_history_plot,
     paired_seed_plot,
 )
-from cce_bench.report_results import (
+from cce_bench.report._results import (
     StudyResults,
     compute_hours,
     git_commit,
@@ -43,7 +43,7 @@ from cce_bench.report_results import (
     seed_values,
     split_varies_with_seed,
 )
-from cce_bench.report_sections import (
+from cce_bench.report._sections import (
     clinical_section,
     completeness_section,
     external_section,
@@ -51,15 +51,15 @@ from cce_bench.report_sections import (
     table1_section,
     tuning_section,
 )
-from cce_bench.report_tables import (
+from cce_bench.report._tables import (
     mcnemar_frame,
     metric_scale,
     seed_pairing,
     significance_frame,
     summary_frame,
 )
-from cce_bench.report_tuning import ArmTuning, read_tuning
-from cce_bench.store import atomic_write_bytes
+from cce_bench.report._tuning import ArmTuning, read_tuning
+from cce_bench.study.store import atomic_write_bytes
 
 #: Metrics that get a paired seed plot: the study's usual tuning target, the two accuracies
 #: (top-1 and the paper's ACC), melanoma sensitivity, and the paper's headline confusion.

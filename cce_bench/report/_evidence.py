@@ -1,6 +1,6 @@
 """The report's evidence: the answer, the significance table and the confused-pair tests.
 
-Each section function returns markdown; the numbers come from :mod:`cce_bench.report_tables`
+Each section function returns markdown; the numbers come from :mod:`cce_bench.report._tables`
 frames, never recomputed here. Formatting conventions, stated once in the report: differences
 are in percentage points (pp) for ratio metrics and in absolute units for AUC; p-values below
 0.001 are shown in scientific notation rather than rounded to zero.
@@ -14,8 +14,8 @@ from typing import Any
 import pandas as pd
 
 from cce_bench.metrics import METRIC_LABELS
-from cce_bench.report_results import StudyResults
-from cce_bench.report_tables import (
+from cce_bench.report._results import StudyResults
+from cce_bench.report._tables import (
     FAMILY_METRICS,
     PAIR_METRICS,
     markdown_table,

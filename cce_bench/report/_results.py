@@ -21,8 +21,8 @@ import pandas as pd
 
 from cce_bench.data.labeled import HAM10000_CLASSES
 from cce_bench.errors import ResultsError
-from cce_bench.hardware import source_commit
-from cce_bench.store import ResultsStore, run_key
+from cce_bench.study.store import ResultsStore, run_key
+from cce_bench.train._device import source_commit
 
 #: How the report names each registered loss; an unknown arm is shown by its own name.
 ARM_LABELS: dict[str, str] = {

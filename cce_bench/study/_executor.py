@@ -300,7 +300,7 @@ def run_training_task(
     """
     import ray
 
-    from cce_bench.runspec import RunSpec
+    from cce_bench.train._spec import RunSpec
 
     ray.get(channel.started.remote(key))
     if train_fn is None:  # imported here: fakes in tests run without torch

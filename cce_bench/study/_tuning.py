@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     import optuna
 
     from cce_bench.config import StudySpec
-    from cce_bench.execution import Job, JobDone
+    from cce_bench.study._executor import Job, JobDone
     from cce_bench.train import RunSpec
 
 #: What a masked password looks like in URLs shown to people or written to disk.
@@ -342,7 +342,7 @@ class ArmTuner:
         return self.remaining() <= 0 and not self.running
 
     def next_job(self) -> Job | None:
-        from cce_bench.execution import Job
+        from cce_bench.study._executor import Job
 
         if self.remaining() <= 0:
             return None

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from cce_bench.store import ResultsStore
-from cce_bench.tune import Arm, build_run_spec
+from cce_bench.study._tuning import Arm, build_run_spec
+from cce_bench.study.store import ResultsStore
 
 if TYPE_CHECKING:
     from cce_bench.config import StudySpec
     from cce_bench.data.labeled import PreparedData
-    from cce_bench.execution import Job, JobDone
+    from cce_bench.study._executor import Job, JobDone
 
 #: Evaluation trains on everything tuning could see and scores on the held-out test part.
 EVALUATION_PARTS: tuple[str, ...] = ("train", "val")
@@ -76,7 +76,7 @@ class ArmEvaluator:
         self.extra_parts = (EXTERNAL_PART,) if spec.data.external_test else ()
 
     def next_job(self) -> Job | None:
-        from cce_bench.execution import Job
+        from cce_bench.study._executor import Job
 
         if not self.pending:
             return None

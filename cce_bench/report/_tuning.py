@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from cce_bench.tune import MASK
+from cce_bench.study._tuning import MASK
 
 #: Parameters shown as columns in the tuning table; loss parameters follow in one column.
 COMMON_PARAMS: tuple[str, ...] = ("lr", "aug_strength")

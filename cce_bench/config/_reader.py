@@ -1,6 +1,6 @@
 """Reading a parsed study table against the schema: unknown keys, types, bounds, choices.
 
-Generic over the dataclasses of :mod:`cce_bench.config_schema`: a field's annotation says which
+Generic over the dataclasses of :mod:`cce_bench.config.schema`: a field's annotation says which
 TOML type it takes (``bool`` is not an ``int`` here, though Python says it is; an integer is
 accepted where a float is expected, as TOML writes ``0`` for zero), its metadata the bounds and
 choices. Every problem raises one :class:`StudyFileError` whose message names the file, the
@@ -18,7 +18,7 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
-from cce_bench.config_schema import Range, StudySpec, toml_value
+from cce_bench.config.schema import Range, StudySpec, toml_value
 from cce_bench.errors import StudyConfigError
 
 

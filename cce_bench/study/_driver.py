@@ -21,7 +21,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cce_bench.errors import ResultsError
-from cce_bench.store import (
+from cce_bench.study._progress import (
+    StudyProgress,
+    arm_progress,
+    estimate_eta,
+    first_failure,
+    study_arms,
+)
+from cce_bench.study._tuning import Arm, redact_url
+from cce_bench.study.store import (
     CorruptRecordError,
     ResultsStore,
     check_writable,
@@ -29,33 +37,12 @@ from cce_bench.store import (
     folder_lock,
     resolve_results_folder,
 )
-from cce_bench.study_progress import (
-    ArmProgress,
-    StudyProgress,
-    arm_progress,
-    estimate_eta,
-    first_failure,
-    serve_dashboard,
-    study_arms,
-    study_status,
-)
-from cce_bench.tune import Arm, redact_url
 
 if TYPE_CHECKING:
     import optuna
 
     from cce_bench.config import StudySpec
-    from cce_bench.execution import Executor, Job, JobDone, Resources
-
-__all__ = [
-    "ArmProgress",
-    "StudyOutcome",
-    "StudyProgress",
-    "check_tuning_split",
-    "run_study",
-    "serve_dashboard",
-    "study_status",
-]
+    from cce_bench.study._executor import Executor, Job, JobDone, Resources
 
 PHASES = ("tune", "evaluate")
 
@@ -81,7 +68,7 @@ def open_study_storage(store: ResultsStore, storage: str | None) -> optuna.stora
     A study that already has results keeps its storage: pointing it elsewhere would silently
     start tuning from scratch, so a different ``--storage`` is refused.
     """
-    from cce_bench.tune import open_storage
+    from cce_bench.study._tuning import open_storage
 
     recorded = store.storage_url
     if storage and store.exists() and not _same_storage(storage, recorded):
@@ -110,8 +97,8 @@ def load_study_data(spec: StudySpec) -> tuple[dict[int, Any], dict[str, Any]]:
     sees the same manifest; each size is decoded once into the cache (``load_run_data``). An
     ``external_test`` set joins each size as part ``external``.
     """
-    from cce_bench.evaluate import load_external_test, with_external_part
-    from cce_bench.run_data import load_run_data
+    from cce_bench.data.pipeline import load_run_data
+    from cce_bench.study._evaluation import load_external_test, with_external_part
 
     prepared: dict[int, Any] = {}
     manifest: dict[str, Any] = {}
@@ -150,7 +137,7 @@ class StudyDriver:
         started: float | None = None,
         records: list[dict[str, Any]] | None = None,
     ) -> None:
-        from cce_bench.tune import ArmTuner
+        from cce_bench.study._tuning import ArmTuner
 
         self.spec, self.store, self.studies, self.data_refs = spec, store, studies, data_refs
         self.phases, self.on_event = phases, on_event
@@ -181,8 +168,8 @@ class StudyDriver:
         return found
 
     def _start_evaluation(self, arm: Arm) -> Any:
-        from cce_bench.evaluate import ArmEvaluator, unevaluated_records
-        from cce_bench.tune import ArmWithoutTrialError, best_params
+        from cce_bench.study._evaluation import ArmEvaluator, unevaluated_records
+        from cce_bench.study._tuning import ArmWithoutTrialError, best_params
 
         try:
             params = best_params(self.studies[arm], arm)
@@ -287,7 +274,7 @@ def run_study(
     """
     import optuna
 
-    from cce_bench.execution import check_address, check_resources, start_ray, stop_ray
+    from cce_bench.study._executor import check_address, check_resources, start_ray, stop_ray
 
     started = time.monotonic()
     unknown = set(phases) - set(PHASES)
@@ -342,7 +329,7 @@ def _check_same_split(store: ResultsStore, spec: StudySpec, manifest: dict[str, 
     ``data.path`` is not part of the study's fingerprint (``config_schema.PLACEMENT_KEYS``: a
     dataset may move), so the stored split manifest is what proves the data is the same.
     """
-    from cce_bench.run_data import split_differences
+    from cce_bench.data.pipeline import split_differences
 
     changes = split_differences(store.split_manifest(), manifest)
     if changes:
@@ -377,8 +364,8 @@ def _drive(
     notes: tuple[str, ...],
 ) -> StudyOutcome:
     """Open every arm's study, put the data in the object store, and run the driver loop."""
-    from cce_bench.execution import Executor
-    from cce_bench.tune import has_complete_trial, mark_interrupted, open_arm_study
+    from cce_bench.study._executor import Executor
+    from cce_bench.study._tuning import has_complete_trial, mark_interrupted, open_arm_study
 
     studies = {}
     for arm in study_arms(spec.to_dict()):
@@ -410,7 +397,7 @@ def _drive(
 
 def run_resources(spec: StudySpec) -> Resources:
     """What each of the study's runs asks Ray for (``[resources]``)."""
-    from cce_bench.execution import Resources
+    from cce_bench.study._executor import Resources
 
     return Resources(
         cpus_per_run=spec.resources.cpus_per_run,
@@ -428,7 +415,7 @@ def check_tuning_split(results_dir: Path | str, *, storage: str | None = None) -
     """
     import optuna
 
-    from cce_bench.tune import open_storage, tuning_specs_reading_test
+    from cce_bench.study._tuning import open_storage, tuning_specs_reading_test
 
     store = ResultsStore(results_dir)
     backend = open_storage(storage or store.storage_url)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cce_bench.runspec import RunSpecError
+from cce_bench.train._spec import RunSpecError
 
 if TYPE_CHECKING:
     import torch

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cce_bench.hardware import (
+from cce_bench.train._device import (
     PartOnDevice,
     autocast_dtype,
     device_label,
@@ -36,7 +36,7 @@ from cce_bench.hardware import (
     resolve_device,
     set_backend_flags,
 )
-from cce_bench.runspec import RunResult, RunSpec, RunSpecError, part_indices
+from cce_bench.train._spec import RunResult, RunSpec, part_indices
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -44,18 +44,6 @@ if TYPE_CHECKING:
     import torch
 
     from cce_bench.data.labeled import PreparedData
-
-__all__ = [
-    "RunResult",
-    "RunSpec",
-    "RunSpecError",
-    "Trainer",
-    "epoch_batches",
-    "seed_streams",
-    "steps_per_epoch",
-    "train_run",
-    "warmup_cosine_factor",
-]
 
 #: On CUDA the loss is checked for NaN/inf every this many steps, not every step: each check
 #: waits for the GPU, and a diverged run only trains this many steps too long before it stops.

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cce_bench.errors import CceBenchError
-from cce_bench.store import FINAL_OUTCOMES, ResultsStore
-from cce_bench.tune import Arm
+from cce_bench.study._tuning import Arm
+from cce_bench.study.store import FINAL_OUTCOMES, ResultsStore
 
 if TYPE_CHECKING:
     import optuna
@@ -119,7 +119,7 @@ def study_status(results_dir: Path | str, *, storage: str | None = None) -> Stud
     """
     import optuna
 
-    from cce_bench.tune import open_storage
+    from cce_bench.study._tuning import open_storage
 
     store = ResultsStore(results_dir)
     study_dict = store.study_dict()
@@ -201,7 +201,7 @@ def serve_dashboard(
 
     import optuna_dashboard
 
-    from cce_bench.tune import open_storage
+    from cce_bench.study._tuning import open_storage
 
     store = ResultsStore(results_dir)
     store.study_dict()  # a clear error when the folder is not a study's

@@ -1,7 +1,7 @@
 """Load a study file and validate all of it before any work starts (issue 5, issue 7).
 
-``load_study`` reads the TOML, walks it against the schema (:mod:`cce_bench.config_schema`,
-read by :mod:`cce_bench.config_reader`: unknown keys, types, bounds), then checks what needs a
+``load_study`` reads the TOML, walks it against the schema (:mod:`cce_bench.config.schema`,
+read by :mod:`cce_bench.config._reader`: unknown keys, types, bounds), then checks what needs a
 registry or several keys at once, in the order a user reads the file: ``name``, ``[data]``,
 ``[models]``, ``[losses]``, ``[train]``, ``[tune]``, ``[resources]``. The first problem raises a
 ``StudyFileError`` naming the file, the dotted key, what is wrong and the fix. Nothing has been
@@ -26,8 +26,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from cce_bench.config_reader import StudyFileError, read_table, unknown_choice_detail
-from cce_bench.config_schema import (
+from cce_bench.config._reader import StudyFileError, read_table, unknown_choice_detail
+from cce_bench.config.schema import (
     BUDGET_KEYS,
     PLACEMENT_KEYS,
     DataSpec,
@@ -395,7 +395,7 @@ def default_study_path() -> Path:
     ``cce_bench/studies/`` inside an installed wheel (packaged from ``studies/`` by pyproject's
     package-data mapping), then the ``studies/`` beside the package in an editable install.
     """
-    package_dir = Path(__file__).resolve().parent
+    package_dir = Path(__file__).resolve().parents[1]
     candidates = (
         Path.cwd() / "studies" / QUICKSTART,
         package_dir / "studies" / QUICKSTART,

@@ -1,0 +1,10 @@
+"""The study's answer as a file: ``report.md`` with figures and CSV exports, from stored runs.
+
+``build_report(results_dir)`` reads only what the study wrote and never trains, so
+``cce-bench report`` can rebuild it at any time; ``significance_table(results_dir)`` is the
+table the CLI prints.
+"""
+
+from cce_bench.report._build import build_report, significance_table
+
+__all__ = ["build_report", "significance_table"]

@@ -1,0 +1,27 @@
+"""A whole study: tune every arm with Optuna, evaluate the tuned settings over paired seeds on
+Ray, keep every result on disk, and resume anything.
+
+``run_study`` is what ``cce-bench run``, ``tune`` and ``evaluate`` call; ``study_status`` and
+``serve_dashboard`` read a results folder without running anything. The results folder
+(:mod:`cce_bench.study.store`) and the Optuna storage (:mod:`cce_bench.study.storage`) are the
+whole state of a study, and the report reads them too.
+"""
+
+from cce_bench.study._driver import (
+    StudyOutcome,
+    check_tuning_split,
+    load_study_data,
+    run_study,
+)
+from cce_bench.study._progress import ArmProgress, StudyProgress, serve_dashboard, study_status
+
+__all__ = [
+    "ArmProgress",
+    "StudyOutcome",
+    "StudyProgress",
+    "check_tuning_split",
+    "load_study_data",
+    "run_study",
+    "serve_dashboard",
+    "study_status",
+]
