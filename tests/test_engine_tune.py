@@ -2,13 +2,22 @@
 
 import math
 import time
+from dataclasses import replace
 
 import numpy as np
 import optuna
 import pytest
 from optuna.trial import TrialState
 
-from cce_bench.config.schema import DataSpec, LossesSpec, ModelsSpec, StudySpec, TrainSpec, TuneSpec
+from cce_bench.config.schema import (
+    DataSpec,
+    LossesSpec,
+    ModelsSpec,
+    SearchSpace,
+    StudySpec,
+    TrainSpec,
+    TuneSpec,
+)
 from cce_bench.errors import StorageError
 from cce_bench.study._executor import Job, JobDone
 from cce_bench.study._progress import first_failure
@@ -214,3 +223,11 @@ def test_nan_report_is_ignored_not_ranked(spec, storage):
     job = tuner.next_job()
     assert tuner.on_report(job, 1, math.nan) is False
     assert tuner.study.trials[0].intermediate_values == {}
+
+
+def test_cce_tau_study_skips_the_papers_tau_when_the_range_excludes_it(spec, storage):
+    narrow = replace(spec, tune=replace(spec.tune, space=SearchSpace(tau=(0.5, 1.0))))
+    arm = Arm("resnet10t", "cce_tau")
+    study = open_arm_study(storage, narrow, arm, study_name="t/resnet10t/cce_tau")
+    assert study.get_trials(deepcopy=False) == []
+    assert 0.5 <= study.ask(search_space(narrow, "cce_tau")).params["tau"] <= 1.0

@@ -184,8 +184,12 @@ def search_space(spec: StudySpec, arm: str) -> dict[str, optuna.distributions.Ba
 def open_arm_study(
     storage: optuna.storages.BaseStorage, spec: StudySpec, arm: Arm, *, study_name: str
 ) -> optuna.Study:
-    """Create or load the arm's study (``study_name``: ``<name>/<backbone>/<arm>``); a fresh
-    ``cce_tau`` study starts with the paper's tau = 0."""
+    """Create or load the arm's study (``study_name``: ``<name>/<backbone>/<arm>``).
+
+    A fresh ``cce_tau`` study starts with the paper's tau = 0 when the tau range holds it.
+    Optuna runs an enqueued value outside the distribution with only a warning, so enqueuing
+    it anyway would let a tau the user excluded win and be evaluated.
+    """
     import optuna
 
     study = optuna.create_study(
@@ -196,7 +200,8 @@ def open_arm_study(
         direction=spec.tune.direction,
         load_if_exists=True,
     )
-    if arm.arm == "cce_tau" and not study.get_trials(deepcopy=False):
+    low, high = spec.tune.space.ranges_for(arm.arm).get("tau", (math.inf, -math.inf))
+    if arm.arm == "cce_tau" and low <= PAPER_TAU <= high and not study.get_trials(deepcopy=False):
         study.enqueue_trial({"tau": PAPER_TAU}, user_attrs={"enqueued": "paper tau = 0"})
     return study
 
