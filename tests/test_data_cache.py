@@ -85,6 +85,12 @@ def test_cache_dir_defaults_to_the_environment_variable(monkeypatch, tmp_path):
     assert default_cache_dir(tmp_path / "arg") == tmp_path / "arg"
 
 
+def test_cache_dir_follows_xdg_cache_home_when_the_variable_is_unset(monkeypatch, tmp_path):
+    monkeypatch.delenv("CCE_BENCH_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "cce-bench"
+
+
 def _bands(tmp_path):
     """A 60x20 image of three 20 px bands, red | green | blue, as a one-image source."""
     pixels = np.zeros((20, 60, 3), dtype=np.uint8)

@@ -76,7 +76,9 @@ def prepare(
         "squash", "--resize-mode", help="squash, center_crop or pad to a square."
     ),
     cache_dir: Path | None = typer.Option(
-        None, "--cache-dir", help="Default: $CCE_BENCH_CACHE_DIR, else ~/.cache/cce-bench."
+        None,
+        "--cache-dir",
+        help="Default: $CCE_BENCH_CACHE_DIR, else $XDG_CACHE_HOME/cce-bench (~/.cache/cce-bench).",
     ),
 ) -> None:
     """Decode and resize every image once into the cache that training memory-maps."""

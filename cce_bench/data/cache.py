@@ -28,6 +28,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import platformdirs
 
 from cce_bench.data.labeled import LabeledImages
 from cce_bench.errors import DataError
@@ -48,11 +49,16 @@ class UndecodableImageError(DataError):
 
 
 def default_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """The argument, else ``$CCE_BENCH_CACHE_DIR``, else ``~/.cache/cce-bench``."""
+    """The argument, else ``$CCE_BENCH_CACHE_DIR``, else the platform's user cache folder.
+
+    On Linux that is ``$XDG_CACHE_HOME/cce-bench`` (``~/.cache/cce-bench`` when unset), where
+    users and cluster admins expect caches and point them at a scratch disk; macOS and Windows
+    get their own conventions (``platformdirs.user_cache_dir``).
+    """
     if cache_dir is not None:
         return Path(cache_dir)
     env = os.environ.get("CCE_BENCH_CACHE_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "cce-bench"
+    return Path(env) if env else Path(platformdirs.user_cache_dir("cce-bench", appauthor=False))
 
 
 def resize_mode_name(resize_mode: str) -> str:
