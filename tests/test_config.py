@@ -170,6 +170,15 @@ def test_more_than_one_gpu_must_be_whole(tmp_path: Path) -> None:
     assert "whole GPUs" in rejection(path, "resources.gpus_per_run")
 
 
+def test_cuda_device_without_a_gpu_per_run_is_rejected(tmp_path: Path) -> None:
+    # Ray hides the GPUs from a task that requests none, so every run would fail on "cuda".
+    path = study_file(tmp_path, {"train": {"device": "cuda"}})
+    message = rejection(path, "train.device")
+    assert "`resources.gpus_per_run` = 0" in message and "gpus_per_run = 1" in message
+    cuda = {"train": {"device": "cuda"}, "resources": {"gpus_per_run": 0.5}}
+    assert load_study(study_file(tmp_path, cuda)).train.device == "cuda"
+
+
 def test_warmup_longer_than_training_is_rejected(tmp_path: Path) -> None:
     path = study_file(tmp_path, {"train": {"epochs": 2, "warmup_epochs": 3}})
     assert "exceeds `train.epochs`" in rejection(path, "train.warmup_epochs")

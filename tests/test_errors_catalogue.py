@@ -344,9 +344,14 @@ CASES: dict[str, Case] = {
     "study-device-cuda-without-gpu": study_case(
         "`train.device` = 'cuda', but no node of the Ray cluster (1 node) has a GPU",
         ("epochs = 1", 'epochs = 1\ndevice = "cuda"'),
+        ("max_concurrent = 1", "max_concurrent = 1\ngpus_per_run = 1"),
         limit_s=RAY_CHECK_LIMIT_S,
         starts_ray=True,
         needs_no_gpu=True,
+    ),
+    "study-device-cuda-without-gpus-per-run": study_case(
+        "`train.device` = 'cuda', but `resources.gpus_per_run` = 0, and Ray hides the GPUs",
+        ("epochs = 1", 'epochs = 1\ndevice = "cuda"'),
     ),
     # -- command-line flags ------------------------------------------------------------------
     "flag-unknown-option": Case(

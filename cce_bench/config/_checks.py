@@ -166,7 +166,7 @@ class _StudyChecks:
         self.losses(spec.losses)
         self.train(spec.train)
         self.tune(spec)
-        return dataclasses.replace(spec, resources=self.resources(spec.resources))
+        return dataclasses.replace(spec, resources=self.resources(spec))
 
     # -- [data] --------------------------------------------------------------------------------
     def data(self, data: DataSpec, data_path: str | os.PathLike[str] | None) -> DataSpec:
@@ -374,8 +374,18 @@ class _StudyChecks:
                     "such an arm",
                 )
 
-    def resources(self, resources: ResourcesSpec) -> ResourcesSpec:
+    def resources(self, spec: StudySpec) -> ResourcesSpec:
+        resources = spec.resources
         gpus = resources.gpus_per_run
+        if spec.train.device == "cuda" and gpus == 0:
+            # Ray sets CUDA_VISIBLE_DEVICES to nothing for a task that requests no GPU, so the
+            # study would pass every check and then fail every trial.
+            raise self.fail(
+                "train.device",
+                "`train.device` = 'cuda', but `resources.gpus_per_run` = 0, and Ray hides the "
+                "GPUs from a run that requests none, so every run would fail; set "
+                "gpus_per_run = 1 under [resources] (or 0.5 to share a GPU), or device = 'auto'",
+            )
         if gpus > 1 and not gpus.is_integer():
             raise self.fail(
                 "resources.gpus_per_run",
