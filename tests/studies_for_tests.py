@@ -17,7 +17,7 @@ from pathlib import Path
 
 import optuna
 
-from cce_bench.study._tuning import open_storage
+from cce_bench.study.storage import open_storage
 from cce_bench.study.store import ResultsStore
 
 TINY_STUDY = """

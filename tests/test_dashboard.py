@@ -11,7 +11,7 @@ import urllib.request
 import optuna
 import pytest
 
-from cce_bench.study._tuning import open_storage
+from cce_bench.study.storage import open_storage
 from cce_bench.study.store import ResultsStore
 
 pytestmark = pytest.mark.slow

@@ -27,12 +27,11 @@ from cce_bench.study._tuning import (
     make_pruner,
     mark_interrupted,
     open_arm_study,
-    open_storage,
-    redact_url,
     search_space,
     trials_used,
     tuning_specs_reading_test,
 )
+from cce_bench.study.storage import open_storage, redact_url
 from cce_bench.train import RunResult
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

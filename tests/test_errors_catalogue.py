@@ -220,7 +220,7 @@ def port_taken(case_dir: Path) -> Iterator[dict[str, str]]:
 
 
 def optuna_db(path: Path) -> None:
-    from cce_bench.study._tuning import open_storage
+    from cce_bench.study.storage import open_storage
 
     open_storage(f"sqlite:///{path}").remove_session()
 

@@ -83,7 +83,7 @@ def _free_port() -> int:
 
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux's socket tables")
 def test_dashboard_listens_on_loopback_only_unless_told_otherwise(tmp_path):
-    from cce_bench.study._tuning import open_storage
+    from cce_bench.study.storage import open_storage
 
     folder = tmp_path / "results" / "tiny"
     folder.mkdir(parents=True)

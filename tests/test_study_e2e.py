@@ -27,7 +27,8 @@ from cce_bench.cli import main
 from cce_bench.config import load_study
 from cce_bench.study import check_tuning_split, run_study, study_status
 from cce_bench.study._executor import Executor
-from cce_bench.study._tuning import counts_against_budget, open_storage
+from cce_bench.study._tuning import counts_against_budget
+from cce_bench.study.storage import open_storage
 from cce_bench.study.store import ResultsStore
 
 pytestmark = pytest.mark.slow

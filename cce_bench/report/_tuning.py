@@ -12,12 +12,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from cce_bench.study._tuning import MASK
+from cce_bench.study.storage import MASK, sqlite_path
 
 #: Parameters shown as columns in the tuning table; loss parameters follow in one column.
 COMMON_PARAMS: tuple[str, ...] = ("lr", "aug_strength")
@@ -35,12 +34,6 @@ class ArmTuning:
     wall_time_s: float = 0.0
     history: pd.DataFrame | None = None
     problem: str = ""
-
-
-def sqlite_path(url: str) -> Path | None:
-    """The file behind a ``sqlite:///`` URL, or None for any other storage."""
-    prefix = "sqlite:///"
-    return Path(url[len(prefix) :]) if url.startswith(prefix) else None
 
 
 def read_tuning(

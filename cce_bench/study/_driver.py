@@ -28,7 +28,8 @@ from cce_bench.study._progress import (
     first_failure,
     study_arms,
 )
-from cce_bench.study._tuning import Arm, redact_url
+from cce_bench.study._tuning import Arm
+from cce_bench.study.storage import open_existing_storage, open_study_storage, redact_url
 from cce_bench.study.store import (
     CorruptRecordError,
     ResultsStore,
@@ -59,34 +60,6 @@ class StudyOutcome:
     #: Why the study has nothing to show: the first failure's cause when no trial and no
     #: evaluation run ever completed (every run failed in its worker), else None.
     failure: str | None = None
-
-
-# -- storage and data ------------------------------------------------------------------------------
-def open_study_storage(store: ResultsStore, storage: str | None) -> optuna.storages.BaseStorage:
-    """The Optuna storage: ``--storage`` when given, else the one the folder records.
-
-    A study that already has results keeps its storage: pointing it elsewhere would silently
-    start tuning from scratch, so a different ``--storage`` is refused.
-    """
-    from cce_bench.study._tuning import open_storage
-
-    recorded = store.storage_url
-    if storage and store.exists() and not _same_storage(storage, recorded):
-        raise ResultsError(
-            f"{store.root} was run with storage {recorded}, not {redact_url(storage)}; pass "
-            "the same --storage, or --fresh to start over"
-        )
-    return open_storage(storage or recorded)
-
-
-def _same_storage(url: str, recorded: str) -> bool:
-    def sqlite_file(value: str) -> Path | None:
-        prefix = "sqlite:///"
-        return Path(value[len(prefix) :]).resolve() if value.startswith(prefix) else None
-
-    if sqlite_file(url) is not None:
-        return sqlite_file(url) == sqlite_file(recorded)
-    return redact_url(url) == recorded
 
 
 # -- data ----------------------------------------------------------------------------------------
@@ -415,10 +388,12 @@ def check_tuning_split(results_dir: Path | str, *, storage: str | None = None) -
     """
     import optuna
 
-    from cce_bench.study._tuning import open_storage, tuning_specs_reading_test
+    from cce_bench.study._tuning import tuning_specs_reading_test
 
     store = ResultsStore(results_dir)
-    backend = open_storage(storage or store.storage_url)
+    backend = open_existing_storage(storage or store.storage_url)
+    if backend is None:
+        return []
     specs = []
     for summary in backend.get_all_studies():
         study = optuna.load_study(study_name=summary.study_name, storage=backend)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from cce_bench.errors import CceBenchError
 from cce_bench.study._tuning import Arm
+from cce_bench.study.storage import open_existing_storage, open_storage
 from cce_bench.study.store import FINAL_OUTCOMES, ResultsStore
 
 if TYPE_CHECKING:
@@ -115,18 +116,16 @@ def study_arms(study_dict: dict[str, Any]) -> list[Arm]:
 def study_status(results_dir: Path | str, *, storage: str | None = None) -> StudyProgress:
     """What ``cce-bench status`` prints: the study's progress read from disk, nothing run.
 
-    A folder whose default SQLite storage does not exist yet shows no trials (it is not created).
+    The trials are read from the storage the study recorded (``--storage`` when it started),
+    unless ``storage`` names it again; a SQLite file that does not exist yet shows no trials (it
+    is not created).
     """
     import optuna
-
-    from cce_bench.study._tuning import open_storage
 
     store = ResultsStore(results_dir)
     study_dict = store.study_dict()
     records = store.read_runs()
-    url = storage or store.storage_url
-    has_tuning = not (url.startswith("sqlite") and not (store.root / "optuna.db").is_file())
-    backend = open_storage(url) if has_tuning else None
+    backend = open_existing_storage(storage or store.storage_url)
     names = {s.study_name for s in backend.get_all_studies()} if backend else set()
     arms = []
     for arm in study_arms(study_dict):
@@ -192,7 +191,7 @@ def serve_dashboard(
 ) -> None:
     """Serve optuna-dashboard on the folder's Optuna storage until interrupted.
 
-    It only reads; with SQLite in WAL mode (``tune.open_storage``) it never blocks the driver
+    It only reads; with SQLite in WAL mode (``storage.open_storage``) it never blocks the driver
     of a running study. The port is bound before the storage is opened: a busy port then fails
     with one clear line, without Bottle's start-up banner, and leaves no SQLite ``-wal``/``-shm``
     files behind (an open WAL database has them until its last connection closes).
@@ -200,8 +199,6 @@ def serve_dashboard(
     from wsgiref.simple_server import WSGIServer, make_server
 
     import optuna_dashboard
-
-    from cce_bench.study._tuning import open_storage
 
     store = ResultsStore(results_dir)
     store.study_dict()  # a clear error when the folder is not a study's

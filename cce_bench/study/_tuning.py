@@ -13,15 +13,13 @@ user attribute ``interrupted`` and are replaced.
 from __future__ import annotations
 
 import math
-import re
 import warnings
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cce_bench.errors import ResultsError, StorageError, UnknownNameError
+from cce_bench.errors import ResultsError, UnknownNameError
 
 if TYPE_CHECKING:
     import optuna
@@ -29,9 +27,6 @@ if TYPE_CHECKING:
     from cce_bench.config import StudySpec
     from cce_bench.study._executor import Job, JobDone
     from cce_bench.train import RunSpec
-
-#: What a masked password looks like in URLs shown to people or written to disk.
-MASK = "***"
 
 #: The paper's confusion set H = {j != y : l_j > mu_neg} (the text before its Eq. 3) is tau = 0;
 #: tuning tries it first, so the tuned arm's validation score is never below the paper's rule.
@@ -52,78 +47,6 @@ class Arm:
     @property
     def label(self) -> str:
         return f"{self.backbone}/{self.arm}"
-
-
-# -- storage -------------------------------------------------------------------------------------
-def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (issue 7: never in logs or reports).
-
-    >>> redact_url("postgresql://user:secret@host/db")
-    'postgresql://user:***@host/db'
-    """
-    masked = re.sub(r"(://[^:/@]*:)[^@/]*@", rf"\g<1>{MASK}@", url)
-    return re.sub(r"(?i)(password=)[^&;]*", rf"\g<1>{MASK}", masked)
-
-
-def open_storage(url: str) -> optuna.storages.RDBStorage:
-    """Open (and create) an Optuna RDB storage, failing fast with a redacted message.
-
-    SQLite is switched to write-ahead logging so that ``optuna-dashboard`` can read while the
-    driver writes: in WAL mode readers never block the writer. Network databases get a 10 s
-    connect timeout so that an unreachable host fails in seconds, before any work starts.
-    """
-    import sqlite3
-
-    import optuna
-    import sqlalchemy.exc
-
-    if MASK in url:
-        raise StorageError(
-            f"storage {url} was recorded without its password; pass --storage with the full URL"
-        )
-    is_sqlite = url.startswith("sqlite")
-    engine_kwargs: dict[str, Any] = (
-        {"connect_args": {"timeout": 60}}
-        if is_sqlite
-        else {"connect_args": {"connect_timeout": 10}}
-    )
-    try:
-        if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
-            _use_write_ahead_log(Path(url[len("sqlite:///") :]))
-        storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
-    except ImportError:
-        dialect = url.split(":", 1)[0]
-        raise StorageError(
-            f"cannot open Optuna storage {redact_url(url)}: the database driver for {dialect} "
-            "is not installed; install it (psycopg2-binary for PostgreSQL, PyMySQL for MySQL)"
-        ) from None
-    except (sqlalchemy.exc.SQLAlchemyError, sqlite3.Error, ValueError, OSError) as error:
-        reason = _scrub(str(error).splitlines()[0] if str(error) else type(error).__name__, url)
-        raise StorageError(
-            f"cannot open Optuna storage {redact_url(url)}: {reason}; pass --storage with a "
-            "reachable SQLAlchemy URL such as sqlite:///results/optuna.db or "
-            "postgresql://user:password@host/db"
-        ) from None
-    return storage
-
-
-def _use_write_ahead_log(path: Path) -> None:
-    """Switch a SQLite file to WAL (persistent, so once is enough), outside any transaction."""
-    import sqlite3
-
-    if not path.parent.is_dir():
-        return  # let SQLAlchemy report the missing folder in its own words
-    connection = sqlite3.connect(path, isolation_level=None, timeout=60)
-    try:
-        connection.execute("PRAGMA journal_mode=WAL")
-    finally:
-        connection.close()
-
-
-def _scrub(text: str, url: str) -> str:
-    """Remove the URL's password from a driver's error text, in case the driver quoted it."""
-    match = re.search(r"://[^:/@]*:([^@/]*)@", url)
-    return text.replace(match.group(1), MASK) if match and match.group(1) else text
 
 
 # -- sampler, pruner, space ----------------------------------------------------------------------

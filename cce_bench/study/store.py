@@ -109,7 +109,7 @@ class ResultsStore:
         """The Optuna storage of this study: ``storage.txt`` when set, else the folder's SQLite.
 
         A URL recorded with a masked password cannot be opened as it is; the caller passes the
-        real URL again (``--storage``), see ``cce_bench.study._tuning.open_storage``.
+        real URL again (``--storage``), see ``cce_bench.study.storage.open_storage``.
         """
         override = self.root / STORAGE_FILE
         if override.is_file():
