@@ -3,7 +3,7 @@
 import optuna
 import pytest
 
-from cce_bench.study import study_status
+from cce_bench.study import check_tuning_split, study_status
 from cce_bench.study.storage import open_storage, redact_url, same_storage
 from cce_bench.study.store import ResultsStore
 
@@ -52,6 +52,14 @@ def test_status_counts_the_trials_of_a_study_run_with_another_storage(elsewhere)
     _complete_trial(url, "tiny/resnet10t/ce", CLEAN_SPEC)
     progress = study_status(store.root)
     assert [arm.complete for arm in progress.arms] == [1, 0]
+
+
+def test_tuning_split_check_reads_only_this_studys_trials_in_a_shared_storage(elsewhere):
+    store, url = elsewhere
+    _complete_trial(url, "tiny/resnet10t/ce", CLEAN_SPEC)
+    leaky = {**CLEAN_SPEC, "train_parts": ["train", "test"]}
+    _complete_trial(url, "another-folder/resnet10t/ce", leaky)  # another study's business
+    assert check_tuning_split(store.root) == []
 
 
 def test_a_url_sqlalchemy_cannot_parse_still_hides_what_may_be_a_password():

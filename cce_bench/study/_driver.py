@@ -384,7 +384,9 @@ def check_tuning_split(results_dir: Path | str, *, storage: str | None = None) -
     """Tuning trials of a finished study that read a test part (DESIGN.md: must be empty).
 
     Each trial stores its ``RunSpec``; together with ``split.json`` (which image ids form the
-    test part) this lets anyone check that tuning never saw a test image.
+    test part) this lets anyone check that tuning never saw a test image. Only this study's
+    arm studies are read: a shared storage holds other folders' studies too, and their trials
+    say nothing about this one.
     """
     import optuna
 
@@ -394,8 +396,11 @@ def check_tuning_split(results_dir: Path | str, *, storage: str | None = None) -
     backend = open_existing_storage(storage or store.storage_url)
     if backend is None:
         return []
+    mine = {store.optuna_study_name(a.backbone, a.arm) for a in study_arms(store.study_dict())}
     specs = []
     for summary in backend.get_all_studies():
+        if summary.study_name not in mine:
+            continue
         study = optuna.load_study(study_name=summary.study_name, storage=backend)
         specs += [t.user_attrs["spec"] for t in study.get_trials() if "spec" in t.user_attrs]
     return tuning_specs_reading_test(specs)
