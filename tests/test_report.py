@@ -25,6 +25,8 @@ from cce_bench.cli import app
 from cce_bench.data.labeled import CONFUSED_PAIRS, HAM10000_CLASSES
 from cce_bench.errors import ResultsError
 from cce_bench.report import build_report, significance_table
+from cce_bench.report._build import significance_of
+from cce_bench.report._evidence import answer_section
 from cce_bench.report._results import load_results, split_varies_with_seed
 from cce_bench.report._sections import external_section, table1_section
 from cce_bench.report._tables import (
@@ -126,6 +128,16 @@ def test_stats_csv_holm_covers_the_whole_family(built: Path):
     assert len(table) == 2 * 2 * len(FAMILY_METRICS)
     expected = stats.holm(table["t_pvalue"].to_numpy(float))
     np.testing.assert_allclose(table["holm_pvalue"], expected, rtol=1e-12)
+
+
+def test_answer_counts_only_the_comparisons_holm_adjusts():
+    results = load_results(FIXTURE)
+    significance = significance_of(results)
+    significance.loc[significance.index[:3], "t_pvalue"] = np.nan  # e.g. constant differences
+    tested = int(np.isfinite(significance["t_pvalue"]).sum())
+    text = answer_section(results, significance)
+    assert f"Holm over the {tested} comparisons" in text
+    assert f"{len(significance)} comparisons" not in text.split("\n")[2]
 
 
 def test_verdict_names_the_arm_in_the_metric_direction(built: Path):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from cce_bench.metrics import METRIC_LABELS
@@ -95,7 +96,7 @@ def answer_section(results: StudyResults, significance: pd.DataFrame) -> str:
         "## Answer",
         "",
         f"Primary metric: {label} on the test split (the study tunes on it). Verdicts at "
-        f"α = 0.05 after Holm over all {len(significance)} comparisons in this report.",
+        f"α = 0.05 after {_holm_family(significance)}.",
         "",
     ]
     labels = results.arm_labels
@@ -113,6 +114,17 @@ def answer_section(results: StudyResults, significance: pd.DataFrame) -> str:
             f"{' (underpowered)' if row.underpowered else ''}. All {len(group)} metrics: {tally}."
         )
     return "\n".join(lines)
+
+
+def _holm_family(significance: pd.DataFrame) -> str:
+    """How many comparisons Holm adjusted over: those with a p-value (``stats.holm`` leaves a
+    NaN p-value out of the family: no paired seed, or differences that never vary)."""
+    tested = int(np.isfinite(significance["t_pvalue"].to_numpy(float)).sum())
+    family = f"Holm over the {tested} comparisons in this report that have a p-value"
+    untested = len(significance) - tested
+    if untested:
+        family += f' ({untested} of {len(significance)} have none and read "no evidence")'
+    return family
 
 
 def significance_section(results: StudyResults, significance: pd.DataFrame) -> str:
