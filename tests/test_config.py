@@ -70,6 +70,13 @@ def test_missing_file_is_named(tmp_path: Path) -> None:
     assert "not found" in message
 
 
+def test_missing_file_lists_every_shipped_study(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(REPO_STUDIES.parent)
+    message = rejection(tmp_path / "nope.toml", None)
+    for study in REPO_STUDIES.glob("*.toml"):
+        assert f"studies/{study.name}" in message
+
+
 def test_invalid_toml_reports_line_and_column(tmp_path: Path) -> None:
     path = study_file(tmp_path, text='name = "t"\n[data]\nsource synthetic\n')
     message = rejection(path, None)

@@ -5,7 +5,12 @@ names in registries, combinations of keys), so that a typo costs seconds, not a 
 result is a frozen :class:`StudySpec`. The schema itself is :mod:`cce_bench.config.schema`.
 """
 
-from cce_bench.config._checks import default_study_path, load_study, study_from_dict
+from cce_bench.config._load import (
+    default_study_path,
+    load_study,
+    read_stored_study,
+    study_from_dict,
+)
 from cce_bench.config._reader import StudyFileError
 from cce_bench.config.schema import (
     BUDGET_KEYS,
@@ -38,5 +43,6 @@ __all__ = [
     "default_study_path",
     "diff_studies",
     "load_study",
+    "read_stored_study",
     "study_from_dict",
 ]

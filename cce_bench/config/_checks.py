@@ -1,16 +1,9 @@
-"""Load a study file and validate all of it before any work starts (issue 5, issue 7).
+"""The checks of a study that the schema alone cannot make: registries, files, combinations.
 
-``load_study`` reads the TOML, walks it against the schema (:mod:`cce_bench.config.schema`,
-read by :mod:`cce_bench.config._reader`: unknown keys, types, bounds), then checks what needs a
-registry or several keys at once, in the order a user reads the file: ``name``, ``[data]``,
-``[models]``, ``[losses]``, ``[train]``, ``[tune]``, ``[resources]``. The first problem raises a
-``StudyFileError`` naming the file, the dotted key, what is wrong and the fix. Nothing has been
-read, built or written yet, so a typo costs seconds, not a GPU-day.
-
-Paths: a relative path inside a study file is relative to that file's folder, so a study means
-the same wherever it is run from; ``--data`` (``data_path``) is relative to the current
-directory, like any shell argument. Loaded paths are absolute, so the copy a study keeps in
-``results/<name>/study.toml`` reads back to an equal spec.
+Run by ``load_study`` after the schema has read the file, in the order a user reads it:
+``name``, ``[data]``, ``[models]``, ``[losses]``, ``[train]``, ``[tune]``, ``[resources]``. The
+first problem raises a ``StudyFileError`` naming the file, the dotted key, what is wrong and the
+fix. Relative paths are resolved against the study file's folder and must exist.
 
 The registries are imported inside the checks: ``import cce_bench.config`` stays cheap for
 ``cce-bench --help``, and ``load_study`` pays for timm (about 4 s, once) only when it runs.
@@ -22,45 +15,19 @@ import dataclasses
 import inspect
 import os
 import re
-import tomllib
 from pathlib import Path
 from typing import Any
 
-from cce_bench.config._reader import StudyFileError, read_table, unknown_choice_detail
+from cce_bench.config._reader import StudyFileError, unknown_choice_detail
 from cce_bench.config.schema import (
-    BUDGET_KEYS,
-    PLACEMENT_KEYS,
     DataSpec,
-    EvaluateSpec,
     LossesSpec,
     ModelsSpec,
     ResourcesSpec,
-    SearchSpace,
     StudySpec,
     TrainSpec,
-    TuneSpec,
-    diff_studies,
 )
-from cce_bench.errors import DataError, ModelError, StudyConfigError
-
-__all__ = [
-    "BUDGET_KEYS",
-    "PLACEMENT_KEYS",
-    "DataSpec",
-    "EvaluateSpec",
-    "LossesSpec",
-    "ModelsSpec",
-    "ResourcesSpec",
-    "SearchSpace",
-    "StudyFileError",
-    "StudySpec",
-    "TrainSpec",
-    "TuneSpec",
-    "default_study_path",
-    "diff_studies",
-    "load_study",
-    "study_from_dict",
-]
+from cce_bench.errors import DataError, ModelError
 
 SYNTHETIC = "synthetic"
 #: Defaults of the synthetic-only keys: 1500 images is issue 5's quickstart size, 0.5 the
@@ -73,74 +40,6 @@ OFFICIAL_SPLIT_SOURCES: tuple[str, ...] = ("dermamnist",)
 #: A results folder name that is safe on Linux, macOS and Windows: letters, digits, ``._-``,
 #: no leading dot or dash (hidden files, CLI flags), no trailing dot (Windows drops it).
 SAFE_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,98}[A-Za-z0-9_-])?")
-QUICKSTART = "quickstart.toml"
-
-
-def load_study(
-    path: str | os.PathLike[str], *, data_path: str | os.PathLike[str] | None = None
-) -> StudySpec:
-    """Read and validate a study file; ``data_path`` (``--data``) overrides ``data.path``.
-
-    Raises ``StudyFileError`` (a ``StudyConfigError``) for the first problem found.
-    """
-    path = Path(path)
-    return study_from_dict(
-        read_study_file(path), origin=str(path), base_dir=path.parent, data_path=data_path
-    )
-
-
-def study_from_dict(
-    table: dict[str, Any],
-    *,
-    origin: str = "<study>",
-    base_dir: Path | None = None,
-    data_path: str | os.PathLike[str] | None = None,
-) -> StudySpec:
-    """Validate a parsed study (e.g. a stored ``study.toml``); ``origin`` names it in messages."""
-    spec = read_table(StudySpec, table, origin)
-    return _StudyChecks(origin, base_dir or Path.cwd()).check(spec, data_path)
-
-
-def read_study_file(path: Path) -> dict[str, Any]:
-    """The parsed TOML of a study file, or one ``StudyFileError`` saying why it cannot be read."""
-    origin = str(path)
-    try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
-    except FileNotFoundError as error:
-        raise StudyFileError(
-            origin,
-            None,
-            "study file not found; check the path (shipped studies: studies/quickstart.toml, "
-            "studies/paper-ham10000.toml, studies/lesion-ham10000.toml, studies/dermamnist.toml)",
-        ) from error
-    except IsADirectoryError as error:
-        raise StudyFileError(origin, None, "is a folder; pass a study .toml file") from error
-    except OSError as error:
-        raise StudyFileError(
-            origin, None, f"cannot be read ({error.strerror or error}); check its permissions"
-        ) from error
-    except UnicodeDecodeError as error:
-        raise StudyFileError(
-            origin, None, f"is not UTF-8 text ({error.reason}); save it as UTF-8"
-        ) from error
-    except tomllib.TOMLDecodeError as error:
-        raise StudyFileError(origin, None, _toml_error_detail(error)) from error
-
-
-def _toml_error_detail(error: tomllib.TOMLDecodeError) -> str:
-    """tomllib puts "(at line L, column C)" in its message (attributes only from Python 3.14)."""
-    text = str(error)
-    line, column = getattr(error, "lineno", None), getattr(error, "colno", None)
-    found = re.search(r"\(at line (\d+), column (\d+)\)", text)
-    if found and line is None:
-        line, column = int(found.group(1)), int(found.group(2))
-    reason = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", text)
-    where = f"line {line}, column {column}" if line is not None else "the end of the file"
-    return (
-        f"invalid TOML at {where}: {reason}; fix the syntax there (strings need quotes, "
-        "a table is written [name], a list [a, b])"
-    )
 
 
 class _StudyChecks:
@@ -397,24 +296,12 @@ class _StudyChecks:
         return resources
 
 
-def default_study_path() -> Path:
-    """The quickstart study ``cce-bench run`` runs when given none.
-
-    One source of truth: the repository's ``studies/`` folder. Looked up in order: ``studies/``
-    under the current directory (a checkout, where a user may have edited it), then
-    ``cce_bench/studies/`` inside an installed wheel (packaged from ``studies/`` by pyproject's
-    package-data mapping), then the ``studies/`` beside the package in an editable install.
-    """
-    package_dir = Path(__file__).resolve().parents[1]
-    candidates = (
-        Path.cwd() / "studies" / QUICKSTART,
-        package_dir / "studies" / QUICKSTART,
-        package_dir.parent / "studies" / QUICKSTART,
-    )
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    raise StudyConfigError(
-        f"the quickstart study ({QUICKSTART}) is not in {', '.join(map(str, candidates))}; "
-        "pass a study file, e.g. `cce-bench run path/to/study.toml`"
-    )
+def check_study(
+    spec: StudySpec,
+    *,
+    origin: str,
+    base_dir: Path,
+    data_path: str | os.PathLike[str] | None = None,
+) -> StudySpec:
+    """``spec`` checked, with its paths resolved and its loaded defaults filled in."""
+    return _StudyChecks(origin, base_dir).check(spec, data_path)
