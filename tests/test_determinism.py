@@ -20,7 +20,7 @@ from studies_for_tests import arm_trials, write_study
 
 from cce_bench.config import load_study
 from cce_bench.study import run_study
-from cce_bench.study.store import ResultsStore
+from cce_bench.study.store import ResultsStore, latest_records
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -66,7 +66,7 @@ def test_two_fresh_runs_tune_to_identical_trials(two_fresh_runs):
 
 
 def test_two_fresh_runs_record_identical_metrics(two_fresh_runs):
-    first, second = (ResultsStore(root).final_runs() for root in two_fresh_runs)
+    first, second = (latest_records(ResultsStore(root).read_runs()) for root in two_fresh_runs)
     assert len(first) == 2
     assert {k: without_costs(r) for k, r in first.items()} == {
         k: without_costs(r) for k, r in second.items()
@@ -75,8 +75,8 @@ def test_two_fresh_runs_record_identical_metrics(two_fresh_runs):
 
 def test_two_fresh_runs_store_identical_predictions(two_fresh_runs):
     stores = [ResultsStore(root) for root in two_fresh_runs]
-    for key, record in stores[0].final_runs().items():
-        other = stores[1].final_runs()[key]
+    for key, record in latest_records(stores[0].read_runs()).items():
+        other = latest_records(stores[1].read_runs())[key]
         for mine, theirs in zip(
             stores[0].load_predictions(record), stores[1].load_predictions(other), strict=True
         ):

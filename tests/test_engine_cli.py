@@ -7,7 +7,7 @@ from rich.console import Console
 
 from cce_bench.cli import main
 from cce_bench.cli.study import format_duration, progress_line, progress_table
-from cce_bench.study._progress import ArmProgress, StudyProgress
+from cce_bench.study import Arm, ArmProgress, StudyProgress
 
 STUDY = """name = "tiny"
 [data]
@@ -23,9 +23,9 @@ arms = ["ce", "cce_tau"]
 
 def _progress(**changes) -> StudyProgress:
     arms = (
-        ArmProgress("resnet10t", "ce", n_trials=4, complete=2, pruned=1, running=1,
+        ArmProgress(Arm("resnet10t", "ce"), n_trials=4, complete=2, pruned=1, running=1,
                     best_value=0.61234, eval_done=1, eval_running=1, eval_total=5),
-        ArmProgress("resnet10t", "cce_tau", n_trials=4, complete=1, failed=1, eval_total=5),
+        ArmProgress(Arm("resnet10t", "cce_tau"), n_trials=4, complete=1, failed=1, eval_total=5),
     )  # fmt: skip
     fields = {"name": "tiny", "results_dir": Path("results/tiny"), "metric": "balanced_accuracy",
               "arms": arms, "elapsed_s": 65.0, "eta_s": 190.0, "event": "started x"}  # fmt: skip

@@ -19,10 +19,10 @@ from cce_bench.config.schema import (
     TuneSpec,
 )
 from cce_bench.errors import StorageError
+from cce_bench.study._arms import Arm
 from cce_bench.study._executor import Job, JobDone
 from cce_bench.study._progress import first_failure
 from cce_bench.study._tuning import (
-    Arm,
     ArmTuner,
     make_pruner,
     mark_interrupted,
@@ -132,8 +132,8 @@ def test_tuning_specs_never_name_the_test_part(spec, storage):
     arm = Arm("resnet10t", "ce")
     tuner = ArmTuner(open_arm_study(storage, spec, arm, study_name="t/a/ce"), spec, arm, None)
     jobs = [tuner.next_job() for _ in range(3)]
-    assert tuning_specs_reading_test([job.spec.to_dict() for job in jobs]) == []
-    assert {job.spec.eval_part for job in jobs} == {"val"}
+    assert tuning_specs_reading_test([job.run_spec.to_dict() for job in jobs]) == []
+    assert {job.run_spec.eval_part for job in jobs} == {"val"}
 
 
 def test_a_spec_scoring_on_test_is_flagged():

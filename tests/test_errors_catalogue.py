@@ -530,7 +530,7 @@ CASES: dict[str, Case] = {
     "results-study-changed": Case(
         RUN,
         "results/tiny holds results of a different study (train.epochs: 2 -> 1); only "
-        "tune.n_trials and evaluate.seeds may change; pass --fresh",
+        "tune.n_trials, evaluate.seeds, data.path and [resources] may change; pass --fresh",
         {
             "study.toml": STUDY,
             "results/tiny/study.toml": stored_study(("^epochs = 1$", "epochs = 2")),

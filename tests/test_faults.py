@@ -30,7 +30,7 @@ from cce_bench.config import load_study
 from cce_bench.errors import ClusterError
 from cce_bench.study import run_study
 from cce_bench.study._executor import start_ray
-from cce_bench.study.store import ResultsStore
+from cce_bench.study.store import ResultsStore, latest_records
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -209,7 +209,7 @@ def test_a_run_that_failed_on_a_lost_worker_is_redone_on_resume_and_counted_once
     run_study(load_study(study), copy.parent, train_fn=train)  # markers exist: no more kills
     store = ResultsStore(copy)
     assert [r["outcome"] for r in store.read_runs()] == ["failed", "completed"]
-    assert list(store.final_runs()) == [KEY]
+    assert list(latest_records(store.read_runs())) == [KEY]
     assert len(arm_trials(copy, ("ce",))["ce"]) == 2  # the failed trial spent its budget
 
 

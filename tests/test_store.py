@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 
 from cce_bench.errors import ResultsError
-from cce_bench.study.store import CorruptRecordError, ResultsStore, check_writable, folder_lock
+from cce_bench.study.store import (
+    CorruptRecordError,
+    ResultsStore,
+    check_writable,
+    folder_lock,
+    latest_records,
+)
 
 
 def _record(seed: int, outcome: str = "completed", arm: str = "cce") -> dict:
@@ -83,14 +89,14 @@ def test_corrupt_line_before_the_last_is_never_repaired(tmp_path):
         store.read_runs(repair=True)
 
 
-def test_final_runs_take_the_retry_of_a_failed_run(tmp_path):
+def test_the_latest_record_of_a_run_supersedes_its_earlier_attempts(tmp_path):
     store = ResultsStore(tmp_path)
     store.append_run(_record(0, outcome="failed"))
     store.append_run(_record(0, outcome="completed"))
     store.append_run(_record(1, outcome="failed"))
-    final = store.final_runs()
-    assert list(final) == [("resnet18", "cce", 0)]
-    assert final["resnet18", "cce", 0]["outcome"] == "completed"
+    latest = latest_records(store.read_runs())
+    assert list(latest) == [("resnet18", "cce", 0), ("resnet18", "cce", 1)]
+    assert [record["outcome"] for record in latest.values()] == ["completed", "failed"]
 
 
 def test_default_storage_is_sqlite_in_the_folder(tmp_path):

@@ -29,7 +29,7 @@ from cce_bench.study import check_tuning_split, run_study, study_status
 from cce_bench.study._executor import Executor
 from cce_bench.study._tuning import counts_against_budget
 from cce_bench.study.storage import open_storage
-from cce_bench.study.store import ResultsStore
+from cce_bench.study.store import ResultsStore, latest_records
 
 pytestmark = pytest.mark.slow
 
@@ -104,7 +104,9 @@ def test_run_prints_the_report_and_significance_table(finished_study):
 def test_status_counts_trials_and_runs_without_running_anything(finished_study):
     _, root, _ = finished_study
     progress = study_status(root)
-    assert [(a.arm, a.complete + a.pruned, a.eval_done, a.eval_total) for a in progress.arms] == [
+    assert [
+        (a.arm.loss, a.complete + a.pruned, a.eval_done, a.eval_total) for a in progress.arms
+    ] == [
         ("ce", 2, 2, 2),
         ("cce_tau", 2, 2, 2),
     ]
@@ -230,7 +232,9 @@ def test_driver_killed_mid_study_resumes_without_losing_or_duplicating(ray_local
     for arm, trials in after.items():
         assert set(before[arm]) <= set(finished(trials))  # nothing finished was lost
         assert sum(counts_against_budget(t) for t in trials) == 2  # nor done twice
-    keys = Counter((r["arm"], r["seed"]) for r in ResultsStore(root).final_runs().values())
+    keys = Counter(
+        (r["arm"], r["seed"]) for r in latest_records(ResultsStore(root).read_runs()).values()
+    )
     assert keys == {(arm, seed): 1 for arm in ARMS for seed in (0, 1)}
     assert len(ResultsStore(root).read_runs()) == 4
 

@@ -72,3 +72,9 @@ def test_two_spellings_of_one_sqlite_file_are_the_same_storage(tmp_path, monkeyp
     assert same_storage("sqlite:///optuna.db", f"sqlite:///{tmp_path}/optuna.db")
     assert not same_storage("sqlite:///other.db", f"sqlite:///{tmp_path}/optuna.db")
     assert not same_storage("postgresql://u:pw@host/db", f"sqlite:///{tmp_path}/optuna.db")
+
+
+def test_status_reads_the_budgets_a_stored_study_left_to_the_schema_defaults(elsewhere):
+    store, _ = elsewhere  # its study.toml has no [tune] or [evaluate] table
+    progress = study_status(store.root)
+    assert {(arm.n_trials, arm.eval_total) for arm in progress.arms} == {(4, 5)}

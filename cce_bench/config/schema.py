@@ -219,6 +219,11 @@ class EvaluateSpec(Table):
     seeds: int = field(default=5, metadata=limits(ge=1))
     first_seed: int = field(default=0, metadata=limits(ge=0))
 
+    @property
+    def seed_range(self) -> range:
+        """The paired seeds, in order; raising ``seeds`` only appends new ones."""
+        return range(self.first_seed, self.first_seed + self.seeds)
+
 
 @dataclass(frozen=True)
 class ResourcesSpec(Table):

@@ -125,7 +125,7 @@ def build_report(results_dir: Path | str) -> Path:
 def significance_of(results: StudyResults) -> pd.DataFrame:
     """The report's significance family (numeric; ``stats.csv``), Holm over all of it."""
     varies = split_varies_with_seed(results.records)
-    test_fraction = float(results.section("data").get("test_fraction", 0.2))
+    test_fraction = results.spec.data.test_fraction
     return significance_frame(
         results.runs,
         backbones=results.backbones,
@@ -176,12 +176,12 @@ def draw_figures(results: StudyResults, tunings: list[ArmTuning]) -> list[Path]:
             **grid,
         )
     )
-    metric = str(results.section("tune").get("metric", "balanced_accuracy"))
+    metric = results.spec.tune.metric
     scale, unit = metric_scale(metric)
     paths.append(
         optimisation_history_plot(
             {(t.backbone, t.arm): t.history for t in tunings if t.history is not None},
-            metric_label=METRIC_LABELS.get(metric, metric),
+            metric_label=METRIC_LABELS[metric],
             scale=scale,
             unit=unit,
             path=folder / "optimisation_history.png",

@@ -15,18 +15,14 @@ import numpy as np
 import pandas as pd
 
 from cce_bench.metrics import METRIC_LABELS
-from cce_bench.report._results import StudyResults
+from cce_bench.report._results import StudyResults, completed
 from cce_bench.report._tables import (
-    FAMILY_METRICS,
     PAIR_METRICS,
     markdown_table,
     mean_sd,
     metric_scale,
     seed_pairing,
 )
-
-#: Metric the answer section leads with when the study names none (the tuning default).
-DEFAULT_PRIMARY_METRIC = "balanced_accuracy"
 
 
 def fmt_p(p: float) -> str:
@@ -89,8 +85,7 @@ def _missing(value: Any) -> bool:
 
 def answer_section(results: StudyResults, significance: pd.DataFrame) -> str:
     """One line per backbone and comparison on the primary metric, then the verdict counts."""
-    metric = str(results.section("tune").get("metric", DEFAULT_PRIMARY_METRIC))
-    metric = metric if metric in FAMILY_METRICS else DEFAULT_PRIMARY_METRIC
+    metric = results.spec.tune.metric
     label = METRIC_LABELS[metric].lower()
     lines = [
         "## Answer",
@@ -137,7 +132,7 @@ def significance_section(results: StudyResults, significance: pd.DataFrame) -> s
         )
     else:
         lines.append(
-            f"The split is fixed (split_seed {results.section('data').get('split_seed', '—')}) "
+            f"The split is fixed (split_seed {results.spec.data.split_seed}) "
             "and only the training seed varies, so p (t) is the plain paired t-test."
         )
     lines += [
@@ -175,7 +170,7 @@ def confused_pairs_section(
 ) -> str:
     """The paper's central claim tested: pair error rates, their paired tests, and McNemar."""
     rows = []
-    done = results.runs[results.runs["outcome"] == "completed"]
+    done = completed(results.runs)
     for backbone in results.backbones:
         for arm in results.arms:
             group = done[(done["backbone"] == backbone) & (done["arm"] == arm)]

@@ -12,17 +12,17 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from cce_bench.config import StudySpec
 from cce_bench.data.labeled import HAM10000_CLASSES
 from cce_bench.errors import ResultsError
-from cce_bench.study.store import ResultsStore, run_key
-from cce_bench.train._device import source_commit
+from cce_bench.study.store import ResultsStore, latest_records
+from cce_bench.train import source_commit
 
 #: How the report names each registered loss; an unknown arm is shown by its own name.
 ARM_LABELS: dict[str, str] = {
@@ -54,6 +54,11 @@ RUN_COLUMNS: tuple[str, ...] = (
 )
 
 
+def completed(runs: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a runs frame whose run completed: the only ones with test metrics to use."""
+    return runs[runs["outcome"] == "completed"]
+
+
 class NoRunsError(ResultsError):
     """The results folder has no evaluation run to report on."""
 
@@ -63,15 +68,16 @@ class StudyResults:
     """One results folder, loaded: the study as run, its split, and its runs.
 
     ``records`` are the evaluation records in the order they were appended (a retried run
-    appears more than once); ``runs`` has one row per (backbone, arm, seed), its latest record,
-    with scalar metrics, per-class recalls (``recall_<class>``) and parameters (``param_<k>``)
-    as columns.
+    appears more than once); ``latest`` holds the record that counts per (backbone, arm, seed),
+    and ``runs`` has one row per such record, with scalar metrics, per-class recalls
+    (``recall_<class>``) and parameters (``param_<k>``) as columns.
     """
 
     store: ResultsStore
-    study: dict[str, Any]
+    spec: StudySpec
     manifest: dict[str, Any]
     records: list[dict[str, Any]]
+    latest: dict[tuple[str, str, int], dict[str, Any]]
     runs: pd.DataFrame
     backbones: tuple[str, ...]
     arms: tuple[str, ...]
@@ -81,12 +87,7 @@ class StudyResults:
 
     @property
     def name(self) -> str:
-        return str(self.study.get("name", self.store.root.name))
-
-    def section(self, key: str) -> dict[str, Any]:
-        """A table of ``study.toml`` (``data``, ``tune``, ...), empty when absent."""
-        value = self.study.get(key, {})
-        return value if isinstance(value, dict) else {}
+        return self.spec.name
 
     @property
     def arm_labels(self) -> dict[str, str]:
@@ -94,11 +95,7 @@ class StudyResults:
 
     def latest_record(self, backbone: str, arm: str, seed: int) -> dict[str, Any] | None:
         """The record that counts for a run: its last one (a retry supersedes a failure)."""
-        return self._latest.get((backbone, arm, seed))
-
-    @cached_property
-    def _latest(self) -> dict[tuple[str, str, int], dict[str, Any]]:
-        return {run_key(record): record for record in self.records}
+        return self.latest.get((backbone, arm, seed))
 
 
 def load_results(results_dir: Path | str) -> StudyResults:
@@ -109,30 +106,30 @@ def load_results(results_dir: Path | str) -> StudyResults:
             f"results folder {store.root} does not exist; pass the folder `cce-bench run` wrote "
             "(<results-dir>/<study name>)"
         )
-    study = store.study_dict()
     records = [r for r in store.read_runs() if r.get("phase", "evaluate") == "evaluate"]
-    if not records:
+    if not records and store.exists():
         raise NoRunsError(
             f"{store.runs_path} holds no evaluation run yet; run `cce-bench evaluate STUDY` "
             "(or `cce-bench run STUDY`) first"
         )
+    spec = store.study()  # a folder without study.toml is refused here, naming the fix
     manifest = store.split_manifest() if store.split_path.is_file() else {}
-    runs = _runs_frame(records)
-    models, losses = study.get("models", {}), study.get("losses", {})
-    backbones = _ordered(models.get("backbones", []), runs["backbone"])
-    arms = _ordered(losses.get("arms", []), runs["arm"])
-    baseline = str(losses.get("baseline", "ce" if "ce" in arms else arms[0]))
-    arms = (baseline, *(arm for arm in arms if arm != baseline))
+    latest = latest_records(records)
+    runs = _runs_frame(latest)
+    backbones = _ordered(spec.models.backbones, runs["backbone"])
+    baseline = spec.losses.baseline
+    arms = (baseline, *(arm for arm in _ordered(spec.losses.arms, runs["arm"]) if arm != baseline))
     return StudyResults(
         store=store,
-        study=study,
+        spec=spec,
         manifest=manifest,
         records=records,
+        latest=latest,
         runs=runs,
         backbones=backbones,
         arms=arms,
         baseline=baseline,
-        seeds=_expected_seeds(study.get("evaluate", {}), runs["seed"]),
+        seeds=_expected_seeds(spec.evaluate.seed_range, runs["seed"]),
         class_names=_class_names(records),
     )
 
@@ -143,11 +140,9 @@ def _ordered(declared: Sequence[str], found: pd.Series) -> tuple[str, ...]:
     return tuple(names + sorted(set(found.astype(str)) - set(names)))
 
 
-def _expected_seeds(evaluate: dict[str, Any], found: pd.Series) -> tuple[int, ...]:
-    """Seeds the study asked for (``first_seed`` .. + ``seeds``), plus any seed on record."""
-    first, count = int(evaluate.get("first_seed", 0)), evaluate.get("seeds")
-    expected = set(range(first, first + int(count))) if count is not None else set()
-    return tuple(sorted(expected | {int(seed) for seed in found}))
+def _expected_seeds(expected: range, found: pd.Series) -> tuple[int, ...]:
+    """Seeds the study asked for, plus any seed on record."""
+    return tuple(sorted(set(expected) | {int(seed) for seed in found}))
 
 
 def _class_names(records: list[dict[str, Any]]) -> tuple[str, ...]:
@@ -159,9 +154,8 @@ def _class_names(records: list[dict[str, Any]]) -> tuple[str, ...]:
     return HAM10000_CLASSES
 
 
-def _runs_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+def _runs_frame(latest: dict[tuple[str, str, int], dict[str, Any]]) -> pd.DataFrame:
     """One row per (backbone, arm, seed): its latest record, flattened (``runs.csv``)."""
-    latest = {run_key(record): record for record in records}
     frame = pd.DataFrame([_flatten(record) for record in latest.values()])
     # Identity and outcome first, then every other column by name, whatever order records had.
     leading = [column for column in RUN_COLUMNS if column in frame]
@@ -281,9 +275,9 @@ def compute_hours(results: StudyResults) -> dict[str, float]:
     A CUDA run holds ``resources.gpus_per_run`` GPUs (a fraction when runs share one), a CPU
     run ``resources.cpus_per_run`` cores, so GPU-hours and CPU core-hours are kept apart.
     """
-    resources = results.section("resources")
-    gpus = float(resources.get("gpus_per_run", 0) or 0) or 1.0
-    cpus = float(resources.get("cpus_per_run", 1) or 1)
+    resources = results.spec.resources
+    gpus = resources.gpus_per_run or 1.0
+    cpus = float(resources.cpus_per_run)
     hours = {"wall": 0.0, "gpu": 0.0, "cpu_core": 0.0}
     for record in results.records:
         wall = float(record.get("wall_time_s") or 0.0) / 3600
@@ -297,7 +291,7 @@ def compute_hours(results: StudyResults) -> dict[str, float]:
 
 def seed_values(results: StudyResults, metric: str) -> pd.DataFrame:
     """Long frame (backbone, arm, seed, value) of one metric over completed runs, for plots."""
-    done = results.runs[results.runs["outcome"] == "completed"]
+    done = completed(results.runs)
     if metric not in done:
         return pd.DataFrame(columns=["backbone", "arm", "seed", "value"])
     frame = done[["backbone", "arm", "seed", metric]].rename(columns={metric: "value"})
@@ -311,7 +305,7 @@ def mean_confusion_matrices(results: StudyResults) -> dict[tuple[str, str], np.n
     image has a zero row (nothing to normalise), not NaN.
     """
     stacks: dict[tuple[str, str], list[np.ndarray]] = {}
-    for row in results.runs[results.runs["outcome"] == "completed"].itertuples():
+    for row in completed(results.runs).itertuples():
         record = results.latest_record(row.backbone, row.arm, row.seed)
         matrix = (record.get("metrics") or {}).get("confusion_matrix") if record else None
         if not matrix:

@@ -10,8 +10,8 @@ from typing import Any
 
 import pandas as pd
 
+from cce_bench.config import DataSpec, TuneSpec
 from cce_bench.metrics import METRIC_LABELS
-from cce_bench.report._evidence import DEFAULT_PRIMARY_METRIC
 from cce_bench.report._results import StudyResults, incomplete_runs
 from cce_bench.report._tables import (
     CLINICAL_METRICS,
@@ -35,13 +35,13 @@ SPLIT_DESCRIPTIONS: dict[str, str] = {
 
 def header_section(results: StudyResults, facts: dict[str, Any]) -> str:
     """Title and the study's facts: data, split and sizes, seeds, hardware, versions, compute."""
-    data, tune = results.section("data"), results.section("tune")
+    data, tune = results.spec.data, results.spec.tune
     labels = results.arm_labels
     arms = ", ".join(
         f"{labels[a]} = `{a}`" + (" (baseline)" if a == results.baseline else "")
         for a in results.arms
     )
-    split = str(data.get("split", "unknown"))
+    split = data.split
     hours, runs = facts["hours"], results.runs
     devices = runs["device"].fillna("unknown").astype(str).value_counts().sort_index()
     nodes = sorted(set(runs["node"].dropna().astype(str)))
@@ -80,29 +80,27 @@ def header_section(results: StudyResults, facts: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _data_line(data: dict[str, Any]) -> str:
-    parts = [f"source `{data.get('source', 'unknown')}`"]
-    if data.get("path"):
-        parts.append(f"path `{data['path']}`")
-    if data.get("n_images"):
-        parts.append(f"{data['n_images']} images")
-    size = data.get("image_size")
-    parts.append(f"{size} px" if size else "each backbone's native size")
+def _data_line(data: DataSpec) -> str:
+    parts = [f"source `{data.source}`"]
+    if data.path:
+        parts.append(f"path `{data.path}`")
+    if data.n_images:
+        parts.append(f"{data.n_images} images")
+    parts.append(f"{data.image_size} px" if data.image_size else "each backbone's native size")
     return ", ".join(parts)
 
 
-def _split_line(data: dict[str, Any]) -> str:
+def _split_line(data: DataSpec) -> str:
     return (
-        f"test fraction {data.get('test_fraction', '—')}, validation fraction "
-        f"{data.get('val_fraction', '—')}, split_seed {data.get('split_seed', '—')}"
+        f"test fraction {data.test_fraction}, validation fraction {data.val_fraction}, "
+        f"split_seed {data.split_seed}"
     )
 
 
-def _tuning_line(tune: dict[str, Any]) -> str:
-    metric = str(tune.get("metric", DEFAULT_PRIMARY_METRIC))
+def _tuning_line(tune: TuneSpec) -> str:
     return (
-        f"{tune.get('n_trials', '—')} trials per arm on validation "
-        f"{METRIC_LABELS.get(metric, metric).lower()}, pruner `{tune.get('pruner', '—')}`"
+        f"{tune.n_trials} trials per arm on validation "
+        f"{METRIC_LABELS[tune.metric].lower()}, pruner `{tune.pruner}`"
     )
 
 
@@ -188,7 +186,7 @@ def table1_section(results: StudyResults) -> str:
         arms=results.arms,
         arm_labels=results.arm_labels,
     )
-    is_ham = results.section("data").get("source") == "ham10000"
+    is_ham = results.spec.data.source == "ham10000"
     if is_ham:
         table = with_paper_rows(table, backbones=results.backbones)
     lines = [
@@ -260,7 +258,7 @@ def external_section(results: StudyResults) -> str:
         arms=results.arms,
         arm_labels=results.arm_labels,
     )
-    source = results.section("data").get("external_test", "")
+    source = results.spec.data.external_test
     return "\n".join(
         [
             "## External test set",
@@ -275,12 +273,12 @@ def external_section(results: StudyResults) -> str:
 
 def tuning_section(results: StudyResults, tunings: list[ArmTuning], problem: str) -> str:
     """Per arm the best settings and trial counts from Optuna, and where to see more."""
-    metric = str(results.section("tune").get("metric", DEFAULT_PRIMARY_METRIC))
+    metric = results.spec.tune.metric
     scale = metric_scale(metric)[0]
     lines = [
         "## Tuning",
         "",
-        f"Best trial per arm on validation {METRIC_LABELS.get(metric, metric).lower()} "
+        f"Best trial per arm on validation {METRIC_LABELS[metric].lower()} "
         f"({'%' if scale != 1.0 else 'absolute'}); evaluation retrained these settings on "
         "train + validation for every seed. Failed trials include those a stopped driver left "
         "behind.",

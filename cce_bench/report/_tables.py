@@ -16,6 +16,7 @@ import pandas as pd
 
 from cce_bench import stats
 from cce_bench.metrics import HIGHER_IS_BETTER
+from cce_bench.report._results import completed
 
 #: Table 1 of the paper, in its order: macro one-vs-rest ACC, sensitivity, precision, specificity.
 PAPER_METRICS: tuple[str, ...] = (
@@ -112,11 +113,6 @@ def markdown_table(frame: pd.DataFrame) -> str:
         cells = ["" if cell is None else str(cell).replace("|", "\\|") for cell in row]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def completed(runs: pd.DataFrame) -> pd.DataFrame:
-    """The rows whose run completed: the only ones with test metrics worth averaging."""
-    return runs[runs["outcome"] == "completed"]
 
 
 def summary_frame(runs: pd.DataFrame, metrics: Sequence[str] = FAMILY_METRICS) -> pd.DataFrame:

@@ -7,16 +7,20 @@ Ray, keep every result on disk, and resume anything.
 whole state of a study, and the report reads them too.
 """
 
+from cce_bench.study._arms import Arm
+from cce_bench.study._dashboard import DashboardError, serve_dashboard
 from cce_bench.study._driver import (
     StudyOutcome,
     check_tuning_split,
     load_study_data,
     run_study,
 )
-from cce_bench.study._progress import ArmProgress, StudyProgress, serve_dashboard, study_status
+from cce_bench.study._progress import ArmProgress, StudyProgress, study_status
 
 __all__ = [
+    "Arm",
     "ArmProgress",
+    "DashboardError",
     "StudyOutcome",
     "StudyProgress",
     "check_tuning_split",

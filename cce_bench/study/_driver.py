@@ -20,15 +20,35 @@ from dataclasses import astuple, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cce_bench.data.pipeline import load_run_data, split_differences
 from cce_bench.errors import ResultsError
-from cce_bench.study._progress import (
-    StudyProgress,
-    arm_progress,
-    estimate_eta,
-    first_failure,
-    study_arms,
+from cce_bench.study._arms import Arm, JobSource, study_arms
+from cce_bench.study._evaluation import (
+    ArmEvaluator,
+    load_external_test,
+    unevaluated_records,
+    with_external_part,
 )
-from cce_bench.study._tuning import Arm
+from cce_bench.study._executor import (
+    Executor,
+    Job,
+    JobDone,
+    Resources,
+    check_address,
+    check_resources,
+    start_ray,
+    stop_ray,
+)
+from cce_bench.study._progress import StudyProgress, arm_progress, estimate_eta, first_failure
+from cce_bench.study._tuning import (
+    ArmTuner,
+    ArmWithoutTrialError,
+    best_params,
+    has_complete_trial,
+    mark_interrupted,
+    open_arm_study,
+    tuning_specs_reading_test,
+)
 from cce_bench.study.storage import open_existing_storage, open_study_storage, redact_url
 from cce_bench.study.store import (
     CorruptRecordError,
@@ -43,7 +63,6 @@ if TYPE_CHECKING:
     import optuna
 
     from cce_bench.config import StudySpec
-    from cce_bench.study._executor import Executor, Job, JobDone, Resources
 
 PHASES = ("tune", "evaluate")
 
@@ -62,6 +81,18 @@ class StudyOutcome:
     failure: str | None = None
 
 
+@dataclass(frozen=True)
+class DriverOptions:
+    """How the driver loop runs a study: which phases, who hears of each event, what it resumes."""
+
+    phases: tuple[str, ...] = PHASES
+    on_event: Callable[[StudyProgress], None] | None = None
+    #: ``time.monotonic()`` when the study began, so the elapsed time counts the data load too.
+    started: float | None = None
+    #: The run records read (and repaired) at start; None reads them from the store.
+    records: list[dict[str, Any]] | None = None
+
+
 # -- data ----------------------------------------------------------------------------------------
 def load_study_data(spec: StudySpec) -> tuple[dict[int, Any], dict[str, Any]]:
     """One ``PreparedData`` per image size the study's backbones use, and the split manifest.
@@ -70,9 +101,6 @@ def load_study_data(spec: StudySpec) -> tuple[dict[int, Any], dict[str, Any]]:
     sees the same manifest; each size is decoded once into the cache (``load_run_data``). An
     ``external_test`` set joins each size as part ``external``.
     """
-    from cce_bench.data.pipeline import load_run_data
-    from cce_bench.study._evaluation import load_external_test, with_external_part
-
     prepared: dict[int, Any] = {}
     manifest: dict[str, Any] = {}
     for size in sorted({spec.image_size_for(b) for b in spec.models.backbones}):
@@ -104,23 +132,17 @@ class StudyDriver:
         store: ResultsStore,
         studies: dict[Arm, optuna.Study],
         data_refs: dict[int, Any],
-        *,
-        phases: tuple[str, ...],
-        on_event: Callable[[StudyProgress], None] | None,
-        started: float | None = None,
-        records: list[dict[str, Any]] | None = None,
+        options: DriverOptions = DriverOptions(),
     ) -> None:
-        from cce_bench.study._tuning import ArmTuner
-
         self.spec, self.store, self.studies, self.data_refs = spec, store, studies, data_refs
-        self.phases, self.on_event = phases, on_event
-        self.records = store.read_runs() if records is None else records
+        self.phases, self.on_event = options.phases, options.on_event
+        self.records = store.read_runs() if options.records is None else options.records
         self.tuners = {
             arm: ArmTuner(study, spec, arm, self._ref(arm)) for arm, study in studies.items()
         }
-        self.evaluators: dict[Arm, Any] = {}
+        self.evaluators: dict[Arm, ArmEvaluator] = {}
         self.problems: dict[Arm, str] = {}
-        self.started = time.monotonic() if started is None else started
+        self.started = time.monotonic() if options.started is None else options.started
         self.durations: list[float] = []
         self.submitted: dict[str, float] = {}
         self._turn = 0
@@ -128,9 +150,9 @@ class StudyDriver:
     def _ref(self, arm: Arm) -> Any:
         return self.data_refs[self.spec.image_size_for(arm.backbone)]
 
-    def sources(self) -> list[Any]:
+    def sources(self) -> list[JobSource]:
         """Every arm's current source of jobs, in a fixed order (tuner, then evaluator)."""
-        found: list[Any] = []
+        found: list[JobSource] = []
         for arm, tuner in self.tuners.items():
             if "tune" in self.phases and not tuner.finished:
                 found.append(tuner)
@@ -140,10 +162,7 @@ class StudyDriver:
                     found.append(evaluator)
         return found
 
-    def _start_evaluation(self, arm: Arm) -> Any:
-        from cce_bench.study._evaluation import ArmEvaluator, unevaluated_records
-        from cce_bench.study._tuning import ArmWithoutTrialError, best_params
-
+    def _start_evaluation(self, arm: Arm) -> ArmEvaluator | None:
         try:
             params = best_params(self.studies[arm], arm)
         except ArmWithoutTrialError as error:
@@ -178,14 +197,14 @@ class StudyDriver:
         return None
 
     def on_report(self, job: Job, epoch: int, value: float) -> bool:
-        prune = job.context.on_report(job, epoch, value)
+        prune = _source_of(job).on_report(job, epoch, value)
         if prune:
             self.emit(f"pruned {job.key} after epoch {epoch} ({self.spec.tune.metric} {value:.4f})")
         return prune
 
     def on_done(self, done: JobDone) -> None:
-        record = done.job.context.on_done(done)
-        if isinstance(record, dict):
+        record = _source_of(done.job).on_done(done)
+        if record is not None:
             self.records.append(record)
         self.durations.append(time.monotonic() - self.submitted.pop(done.job.key, time.monotonic()))
         outcome = done.result.outcome if done.result is not None else f"failed ({done.error})"
@@ -202,12 +221,11 @@ class StudyDriver:
             self.on_event(self.progress(event))
 
     def progress(self, event: str = "") -> StudyProgress:
-        study_dict = self.spec.to_dict()
         arms = []
         for arm, study in self.studies.items():
             evaluator = self.evaluators.get(arm)
-            running = len(evaluator.running) if evaluator is not None else 0
-            progress = arm_progress(study_dict, arm, study, self.records, eval_running=running)
+            running = evaluator.in_flight() if evaluator is not None else 0
+            progress = arm_progress(self.spec, arm, study, self.records, eval_running=running)
             arms.append(replace(progress, problem=self.problems.get(arm)))
         mean_job_s = sum(self.durations) / len(self.durations) if self.durations else None
         slots = self.spec.resources.max_concurrent
@@ -220,6 +238,13 @@ class StudyDriver:
             eta_s=estimate_eta(tuple(arms), mean_job_s, self.phases, slots),
             event=event,
         )
+
+
+def _source_of(job: Job) -> JobSource:
+    """The tuner or evaluator that made ``job``: every job the driver starts has one."""
+    if job.source is None:
+        raise ValueError(f"job {job.key} was not made by an arm's tuner or evaluator")
+    return job.source
 
 
 # -- the entry points ----------------------------------------------------------------------------
@@ -247,8 +272,6 @@ def run_study(
     """
     import optuna
 
-    from cce_bench.study._executor import check_address, check_resources, start_ray, stop_ray
-
     started = time.monotonic()
     unknown = set(phases) - set(PHASES)
     if unknown:
@@ -273,13 +296,8 @@ def run_study(
             backend = backend or open_study_storage(store, None)
             _start_folder(store, spec, manifest, storage)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        driver_options = {
-            "phases": phases,
-            "on_event": on_event,
-            "started": started,
-            "records": records,
-        }
-        return _drive(spec, store, backend, prepared, driver_options, train_fn, notes)
+        options = DriverOptions(phases, on_event, started, records)
+        return _drive(spec, store, backend, prepared, options, train_fn, notes)
 
 
 def _read_records(
@@ -299,11 +317,9 @@ def _read_records(
 def _check_same_split(store: ResultsStore, spec: StudySpec, manifest: dict[str, Any]) -> None:
     """Resume only on the images the study started with.
 
-    ``data.path`` is not part of the study's fingerprint (``config_schema.PLACEMENT_KEYS``: a
-    dataset may move), so the stored split manifest is what proves the data is the same.
+    ``data.path`` is not part of the study's fingerprint (``config.PLACEMENT_KEYS``: a dataset
+    may move), so the stored split manifest is what proves the data is the same.
     """
-    from cce_bench.data.pipeline import split_differences
-
     changes = split_differences(store.split_manifest(), manifest)
     if changes:
         where = spec.data.path or f"source {spec.data.source!r}"
@@ -332,24 +348,21 @@ def _drive(
     store: ResultsStore,
     storage: optuna.storages.BaseStorage,
     prepared: dict[int, Any],
-    driver_options: dict[str, Any],
+    options: DriverOptions,
     train_fn: Callable[..., Any] | None,
     notes: tuple[str, ...],
 ) -> StudyOutcome:
     """Open every arm's study, put the data in the object store, and run the driver loop."""
-    from cce_bench.study._executor import Executor
-    from cce_bench.study._tuning import has_complete_trial, mark_interrupted, open_arm_study
-
     studies = {}
-    for arm in study_arms(spec.to_dict()):
+    for arm in study_arms(spec):
         studies[arm] = open_arm_study(
-            storage, spec, arm, study_name=store.optuna_study_name(arm.backbone, arm.arm)
+            storage, spec, arm, study_name=store.optuna_study_name(arm.backbone, arm.loss)
         )
         mark_interrupted(studies[arm], "the driver stopped while it ran (killed or interrupted)")
     executor = Executor(run_resources(spec), train_fn=train_fn)
     # The images go to the object store once per size; every task gets the same reference.
     refs = {size: executor.put(data) for size, data in prepared.items()}
-    driver = StudyDriver(spec, store, studies, refs, **driver_options)
+    driver = StudyDriver(spec, store, studies, refs, options)
     for note in notes:
         driver.emit(note)
     try:
@@ -370,8 +383,6 @@ def _drive(
 
 def run_resources(spec: StudySpec) -> Resources:
     """What each of the study's runs asks Ray for (``[resources]``)."""
-    from cce_bench.study._executor import Resources
-
     return Resources(
         cpus_per_run=spec.resources.cpus_per_run,
         gpus_per_run=spec.resources.gpus_per_run,
@@ -390,13 +401,11 @@ def check_tuning_split(results_dir: Path | str, *, storage: str | None = None) -
     """
     import optuna
 
-    from cce_bench.study._tuning import tuning_specs_reading_test
-
     store = ResultsStore(results_dir)
     backend = open_existing_storage(storage or store.storage_url)
     if backend is None:
         return []
-    mine = {store.optuna_study_name(a.backbone, a.arm) for a in study_arms(store.study_dict())}
+    mine = {store.optuna_study_name(a.backbone, a.loss) for a in study_arms(store.study())}
     specs = []
     for summary in backend.get_all_studies():
         if summary.study_name not in mine:

@@ -12,13 +12,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from cce_bench.study._tuning import Arm, build_run_spec
-from cce_bench.study.store import ResultsStore
+import numpy as np
+
+from cce_bench.data.labeled import PreparedData
+from cce_bench.study._arms import Arm, build_run_spec
+from cce_bench.study._executor import Job
+from cce_bench.study.store import ResultsStore, latest_records
 
 if TYPE_CHECKING:
     from cce_bench.config import StudySpec
-    from cce_bench.data.labeled import PreparedData
-    from cce_bench.study._executor import Job, JobDone
+    from cce_bench.study._executor import JobDone
 
 #: Evaluation trains on everything tuning could see and scores on the held-out test part.
 EVALUATION_PARTS: tuple[str, ...] = ("train", "val")
@@ -38,12 +41,6 @@ RESULT_FIELDS = (
     "node",
     "versions",
 )
-
-
-def evaluation_seeds(spec: StudySpec) -> list[int]:
-    """``first_seed .. first_seed + seeds - 1``: raising ``seeds`` only appends new seeds."""
-    first = int(spec.evaluate.first_seed)
-    return list(range(first, first + int(spec.evaluate.seeds)))
 
 
 class ArmEvaluator:
@@ -70,14 +67,15 @@ class ArmEvaluator:
             store,
             data_ref,
         )
-        seeds = evaluation_seeds(spec)
-        self.pending = [s for s in seeds if (arm.backbone, arm.arm, s) not in done_keys]
+        seeds = spec.evaluate.seed_range
+        self.pending = [s for s in seeds if (arm.backbone, arm.loss, s) not in done_keys]
         self.running: dict[str, int] = {}
         self.extra_parts = (EXTERNAL_PART,) if spec.data.external_test else ()
 
-    def next_job(self) -> Job | None:
-        from cce_bench.study._executor import Job
+    def in_flight(self) -> int:
+        return len(self.running)
 
+    def next_job(self) -> Job | None:
         if not self.pending:
             return None
         seed = self.pending.pop(0)
@@ -93,7 +91,7 @@ class ArmEvaluator:
         run_spec = run_spec.replace(extra_eval_parts=self.extra_parts)
         key = f"evaluate/{self.arm.label}/seed{seed}"
         self.running[key] = seed
-        return Job(key, run_spec, self.data_ref, None, self)
+        return Job(key, run_spec, self.data_ref, report_metric=None, source=self)
 
     def on_report(self, job: Job, epoch: int, value: float) -> bool:
         return False  # evaluation runs always train to the end
@@ -120,7 +118,7 @@ def run_record(
     record: dict[str, Any] = {
         "phase": "evaluate",
         "backbone": arm.backbone,
-        "arm": arm.arm,
+        "arm": arm.loss,
         "seed": int(seed),
         "outcome": "failed",
         "error": done.error,
@@ -129,7 +127,7 @@ def run_record(
         "external_metrics": None,
         "history": [],
         "attempts": done.attempts,
-        "spec": done.job.spec.to_dict(),
+        "spec": done.job.run_spec.to_dict(),
         "node_id": done.node.get("node_id"),
         "predictions": None,
     }
@@ -154,14 +152,14 @@ def unevaluated_records(
     A seed whose latest record already says the same is skipped, so resuming a study with such
     an arm does not pile up copies; a later resume that finds a setting evaluates the seeds.
     """
-    latest = {(r.get("backbone"), r.get("arm"), r.get("seed")): r for r in records}
+    latest = latest_records(records)
     unevaluated = []
-    for seed in evaluation_seeds(spec):
-        previous = latest.get((arm.backbone, arm.arm, seed), {})
+    for seed in spec.evaluate.seed_range:
+        previous = latest.get((arm.backbone, arm.loss, seed), {})
         if previous.get("outcome") == "failed" and previous.get("error") == reason:
             continue
         unevaluated.append(
-            {"phase": "evaluate", "backbone": arm.backbone, "arm": arm.arm, "seed": seed,
+            {"phase": "evaluate", "backbone": arm.backbone, "arm": arm.loss, "seed": seed,
              "outcome": "failed", "error": reason, "params": None, "metrics": {},
              "external_metrics": None, "history": [], "attempts": 0, "predictions": None}
         )  # fmt: skip
@@ -174,10 +172,6 @@ def with_external_part(prepared: PreparedData, external: PreparedData) -> Prepar
     Both sides use the HAM10000 class order (``labeled.HAM10000_CLASSES``), which is what makes
     an ISIC 2018 Task 3 test set comparable with a HAM10000-trained model.
     """
-    import numpy as np
-
-    from cce_bench.data.labeled import PreparedData
-
     if tuple(external.class_names) != tuple(prepared.class_names):
         raise ValueError(f"external classes {external.class_names} != {prepared.class_names}")
     offset = len(prepared.images)
@@ -195,8 +189,6 @@ def with_external_part(prepared: PreparedData, external: PreparedData) -> Prepar
 
 def load_external_test(spec: StudySpec, size: int) -> PreparedData:
     """The study's ``data.external_test`` folder (ISIC 2018 Task 3 layout) decoded at ``size``."""
-    import numpy as np
-
     from cce_bench.data.prepare import prepare_data
     from cce_bench.data.sources import load_source
 

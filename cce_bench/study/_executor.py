@@ -26,6 +26,7 @@ from cce_bench.errors import ClusterError
 
 if TYPE_CHECKING:
     from cce_bench.data.labeled import PreparedData
+    from cce_bench.study._arms import JobSource
     from cce_bench.train import RunResult, RunSpec
 
 #: How often the driver looks at finished tasks and reported epochs (seconds). An epoch takes
@@ -53,18 +54,20 @@ class Resources:
 
 @dataclass
 class Job:
-    """One training run to execute: its spec, the data it reads, and the driver's bookkeeping.
+    """One training run to execute: its spec, the data it reads, and who asked for it.
 
     ``report_metric`` names the validation metric sent to the driver after every epoch (tuning);
-    ``None`` runs without a reporter (evaluation). ``context`` is opaque to this module.
-    Extra parts to score (an external test set) travel in ``spec.extra_eval_parts``.
+    ``None`` runs without a reporter (evaluation). ``source`` is the arm's tuner or evaluator
+    that made the job, which the driver tells about its epochs and its end; this module never
+    calls it. Extra parts to score (an external test set) travel in
+    ``run_spec.extra_eval_parts``.
     """
 
     key: str
-    spec: RunSpec
+    run_spec: RunSpec
     data_ref: Any
     report_metric: str | None = None
-    context: Any = None
+    source: JobSource | None = None
 
 
 @dataclass
@@ -344,7 +347,7 @@ class Executor:
             "retry_exceptions": False,
         }
         ref = self._task.options(**options).remote(
-            job.spec.to_dict(),
+            job.run_spec.to_dict(),
             job.data_ref,
             self.channel,
             job.key,

@@ -2,32 +2,38 @@
 
 The same :class:`StudyProgress` feeds the live view of ``cce-bench run`` (built by the driver
 after every event) and ``cce-bench status`` (built by :func:`study_status` from the results
-folder and the Optuna storage, without starting Ray or loading data). ``cce-bench dashboard``
-(:func:`serve_dashboard`) reads the same storage, live, through optuna-dashboard.
+folder and the Optuna storage, without starting Ray or loading data).
 """
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cce_bench.errors import CceBenchError
-from cce_bench.study._tuning import Arm
-from cce_bench.study.storage import open_existing_storage, open_storage
+from cce_bench.config import StudySpec
+from cce_bench.study._arms import Arm, study_arms
+from cce_bench.study.storage import open_existing_storage
 from cce_bench.study.store import FINAL_OUTCOMES, ResultsStore
 
 if TYPE_CHECKING:
     import optuna
 
+#: How each trial state (Optuna's ``TrialState`` by name) is counted; interrupted trials are
+#: replaced, so they are not shown.
+_COUNTED_STATES = {
+    "COMPLETE": "complete",
+    "PRUNED": "pruned",
+    "FAIL": "failed",
+    "RUNNING": "running",
+}
+
 
 @dataclass(frozen=True)
 class ArmProgress:
-    """Where one (backbone, arm) stands: its trials and its evaluation runs."""
+    """Where one arm stands: its trials and its evaluation runs."""
 
-    backbone: str
-    arm: str
+    arm: Arm
     n_trials: int
     complete: int = 0
     pruned: int = 0
@@ -42,7 +48,7 @@ class ArmProgress:
 
     @property
     def label(self) -> str:
-        return f"{self.backbone}/{self.arm}"
+        return self.arm.label
 
 
 @dataclass(frozen=True)
@@ -59,7 +65,7 @@ class StudyProgress:
 
 
 def arm_progress(
-    study_dict: dict[str, Any],
+    spec: StudySpec,
     arm: Arm,
     study: optuna.Study | None,
     records: list[dict[str, Any]],
@@ -70,33 +76,19 @@ def arm_progress(
 
     Interrupted trials are neither failed nor done: they are replaced, so they are not shown.
     """
-    from optuna.trial import TrialState
-
-    tune, evaluate = study_dict.get("tune", {}), study_dict.get("evaluate", {})
-    first = int(evaluate.get("first_seed", 0))
-    seeds = set(range(first, first + int(evaluate.get("seeds", 5))))
-    counts = dict.fromkeys(("complete", "pruned", "failed", "running"), 0)
-    best: float | None = None
+    seeds = set(spec.evaluate.seed_range)
+    counts = dict.fromkeys(_COUNTED_STATES.values(), 0)
     for trial in study.get_trials(deepcopy=False) if study is not None else []:
-        if trial.user_attrs.get("interrupted"):
-            continue
-        state = {
-            TrialState.COMPLETE: "complete",
-            TrialState.PRUNED: "pruned",
-            TrialState.FAIL: "failed",
-            TrialState.RUNNING: "running",
-        }.get(trial.state)
-        if state:
+        state = _COUNTED_STATES.get(trial.state.name)
+        if state and not trial.user_attrs.get("interrupted"):
             counts[state] += 1
-    if counts["complete"]:
-        best = float(study.best_value)
-    mine = [r for r in records if (r.get("backbone"), r.get("arm")) == (arm.backbone, arm.arm)]
+    best = float(study.best_value) if study is not None and counts["complete"] else None
+    mine = [r for r in records if (r.get("backbone"), r.get("arm")) == (arm.backbone, arm.loss)]
     final = {int(r["seed"]) for r in mine if r.get("outcome") in FINAL_OUTCOMES}
     failed = {int(r["seed"]) for r in mine if r.get("outcome") == "failed"} - final
     return ArmProgress(
-        backbone=arm.backbone,
-        arm=arm.arm,
-        n_trials=int(tune.get("n_trials", 0)),
+        arm=arm,
+        n_trials=spec.tune.n_trials,
         best_value=best,
         eval_done=len(final & seeds),
         eval_failed=len(failed & seeds),
@@ -104,13 +96,6 @@ def arm_progress(
         eval_total=len(seeds),
         **counts,
     )
-
-
-def study_arms(study_dict: dict[str, Any]) -> list[Arm]:
-    """Every (backbone, arm) of a study, backbones outer: the order of every table."""
-    backbones = study_dict.get("models", {}).get("backbones", [])
-    arms = study_dict.get("losses", {}).get("arms", [])
-    return [Arm(backbone, arm) for backbone in backbones for arm in arms]
 
 
 def study_status(results_dir: Path | str, *, storage: str | None = None) -> StudyProgress:
@@ -123,20 +108,17 @@ def study_status(results_dir: Path | str, *, storage: str | None = None) -> Stud
     import optuna
 
     store = ResultsStore(results_dir)
-    study_dict = store.study_dict()
+    spec = store.study()
     records = store.read_runs()
     backend = open_existing_storage(storage or store.storage_url)
     names = {s.study_name for s in backend.get_all_studies()} if backend else set()
     arms = []
-    for arm in study_arms(study_dict):
-        name = store.optuna_study_name(arm.backbone, arm.arm)
+    for arm in study_arms(spec):
+        name = store.optuna_study_name(arm.backbone, arm.loss)
         study = optuna.load_study(study_name=name, storage=backend) if name in names else None
-        arms.append(arm_progress(study_dict, arm, study, records))
+        arms.append(arm_progress(spec, arm, study, records))
     return StudyProgress(
-        name=str(study_dict.get("name", store.root.name)),
-        results_dir=store.root,
-        metric=str(study_dict.get("tune", {}).get("metric", "balanced_accuracy")),
-        arms=tuple(arms),
+        name=spec.name, results_dir=store.root, metric=spec.tune.metric, arms=tuple(arms)
     )
 
 
@@ -146,10 +128,8 @@ def first_failure(studies: dict[Arm, optuna.Study], records: list[dict[str, Any]
     A study in which every run failed (weights that do not fit the backbone, CUDA out of memory)
     has no result to report, so it must not look like a success: the CLI exits 1 with this.
     """
-    from optuna.trial import TrialState
-
     trials = {arm: study.get_trials(deepcopy=False) for arm, study in studies.items()}
-    if any(t.state == TrialState.COMPLETE for arm_trials in trials.values() for t in arm_trials):
+    if any(t.state.name == "COMPLETE" for arm_trials in trials.values() for t in arm_trials):
         return None
     if any(record.get("outcome") == "completed" for record in records):
         return None
@@ -180,45 +160,3 @@ def estimate_eta(
         if "evaluate" in phases and arm.problem is None:
             jobs_left += max(0, arm.eval_total - arm.eval_done)
     return jobs_left * mean_job_s / max(1, slots)
-
-
-class DashboardError(CceBenchError):
-    """optuna-dashboard cannot listen where it was asked to."""
-
-
-def serve_dashboard(
-    results_dir: Path | str, *, host: str, port: int, storage: str | None = None
-) -> None:
-    """Serve optuna-dashboard on the folder's Optuna storage until interrupted.
-
-    It only reads; with SQLite in WAL mode (``storage.open_storage``) it never blocks the driver
-    of a running study. The port is bound before the storage is opened: a busy port then fails
-    with one clear line, without Bottle's start-up banner, and leaves no SQLite ``-wal``/``-shm``
-    files behind (an open WAL database has them until its last connection closes).
-    """
-    from wsgiref.simple_server import WSGIServer, make_server
-
-    import optuna_dashboard
-
-    store = ResultsStore(results_dir)
-    store.study_dict()  # a clear error when the folder is not a study's
-
-    class Server(WSGIServer):
-        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET  # as Bottle does
-
-    try:
-        server = make_server(host, port, None, server_class=Server)  # its app is set below
-    except OSError as error:
-        raise DashboardError(
-            f"optuna-dashboard cannot listen on {host}:{port} ({error.strerror or error}); "
-            "pass --port with a free port"
-        ) from None
-    backend = None
-    try:
-        backend = open_storage(storage or store.storage_url)
-        server.set_app(optuna_dashboard.wsgi(backend))
-        server.serve_forever()
-    finally:
-        server.server_close()
-        if backend is not None:
-            backend.engine.dispose()  # closes SQLite, which then removes its -wal/-shm files

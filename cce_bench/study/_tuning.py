@@ -16,17 +16,17 @@ import math
 import warnings
 import zlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cce_bench.errors import ResultsError, UnknownNameError
+from cce_bench.study._arms import Arm, build_run_spec
+from cce_bench.study._executor import Job
 
 if TYPE_CHECKING:
     import optuna
 
     from cce_bench.config import StudySpec
-    from cce_bench.study._executor import Job, JobDone
-    from cce_bench.train import RunSpec
+    from cce_bench.study._executor import JobDone
 
 #: The paper's confusion set H = {j != y : l_j > mu_neg} (the text before its Eq. 3) is tau = 0;
 #: tuning tries it first, so the tuned arm's validation score is never below the paper's rule.
@@ -35,18 +35,6 @@ PAPER_TAU = 0.0
 
 class ArmWithoutTrialError(ResultsError):
     """An arm has no complete trial, so evaluation has no settings to use for it."""
-
-
-@dataclass(frozen=True)
-class Arm:
-    """One (backbone, loss) pair: the unit that gets its own Optuna study and budget."""
-
-    backbone: str
-    arm: str
-
-    @property
-    def label(self) -> str:
-        return f"{self.backbone}/{self.arm}"
 
 
 # -- sampler, pruner, space ----------------------------------------------------------------------
@@ -123,8 +111,8 @@ def open_arm_study(
         direction=spec.tune.direction,
         load_if_exists=True,
     )
-    low, high = spec.tune.space.ranges_for(arm.arm).get("tau", (math.inf, -math.inf))
-    if arm.arm == "cce_tau" and low <= PAPER_TAU <= high and not study.get_trials(deepcopy=False):
+    low, high = spec.tune.space.ranges_for(arm.loss).get("tau", (math.inf, -math.inf))
+    if arm.loss == "cce_tau" and low <= PAPER_TAU <= high and not study.get_trials(deepcopy=False):
         study.enqueue_trial({"tau": PAPER_TAU}, user_attrs={"enqueued": "paper tau = 0"})
     return study
 
@@ -185,51 +173,6 @@ TUNING_EVAL_PART = "val"
 TEST_PARTS = frozenset({"test", "external"})
 
 
-def build_run_spec(
-    spec: StudySpec,
-    arm: Arm,
-    params: Mapping[str, float],
-    *,
-    seed: int,
-    train_parts: tuple[str, ...],
-    eval_part: str,
-) -> RunSpec:
-    """The ``RunSpec`` of one trial or evaluation run: the study's recipe plus tuned ``params``.
-
-    ``lr`` and ``aug_strength`` are recipe fields; every other parameter (tau, gamma, epsilon)
-    belongs to the loss.
-    """
-    from cce_bench.train import RunSpec
-
-    loss_params = {k: float(v) for k, v in params.items() if k not in ("lr", "aug_strength")}
-    return RunSpec(
-        backbone=arm.backbone,
-        image_size=spec.image_size_for(arm.backbone),
-        loss=arm.arm,
-        loss_params=loss_params,
-        optimizer=spec.train.optimizer,
-        lr=float(params["lr"]),
-        weight_decay=spec.train.weight_decay,
-        batch_size=spec.train.batch_size,
-        epochs=spec.train.epochs,
-        warmup_epochs=spec.train.warmup_epochs,
-        augment_policy=spec.train.augment_policy,
-        aug_strength=float(params["aug_strength"]),
-        seed=seed,
-        train_parts=tuple(train_parts),
-        eval_part=eval_part,
-        device=spec.train.device,
-        threads=spec.resources.threads_per_run or spec.resources.cpus_per_run,
-        precision=spec.train.precision,
-        pretrained=_pretrained(spec.models.pretrained),
-    )
-
-
-def _pretrained(value: bool | Any) -> bool | str:
-    """A weights path travels as a string (RunSpec stays JSON-able)."""
-    return value if isinstance(value, bool) else str(value)
-
-
 def tuning_specs_reading_test(run_specs: Iterable[Mapping[str, Any]]) -> list[str]:
     """The tuning run specs (``RunSpec.to_dict()``) that train or score on a test part.
 
@@ -251,14 +194,14 @@ def tuning_specs_reading_test(run_specs: Iterable[Mapping[str, Any]]) -> list[st
 class ArmTuner:
     """Asks one arm's study for trials within its budget and tells it what happened.
 
-    Used by the driver loop (``cce_bench.study``): ``next_job`` starts a trial, ``on_report``
-    relays an epoch's validation value to Optuna and returns the pruner's decision, ``on_done``
-    finishes the trial. Only this object, in the driver process, writes the arm's study.
+    The arm's ``JobSource`` while it tunes: ``next_job`` starts a trial, ``on_report`` relays an
+    epoch's validation value to Optuna and returns the pruner's decision, ``on_done`` finishes
+    the trial. Only this object, in the driver process, writes the arm's study.
     """
 
     def __init__(self, study: optuna.Study, spec: StudySpec, arm: Arm, data_ref: Any) -> None:
         self.study, self.spec, self.arm, self.data_ref = study, spec, arm, data_ref
-        self.space = search_space(spec, arm.arm)
+        self.space = search_space(spec, arm.loss)
         self.running: dict[str, optuna.Trial] = {}
         self.reported: dict[str, set[int]] = {}  # epochs told to Optuna, per running trial
 
@@ -269,9 +212,10 @@ class ArmTuner:
     def finished(self) -> bool:
         return self.remaining() <= 0 and not self.running
 
-    def next_job(self) -> Job | None:
-        from cce_bench.study._executor import Job
+    def in_flight(self) -> int:
+        return len(self.running)
 
+    def next_job(self) -> Job | None:
         if self.remaining() <= 0:
             return None
         trial = self.study.ask(self.space)
@@ -286,12 +230,12 @@ class ArmTuner:
         )
         if tuning_specs_reading_test([run_spec.to_dict()]):
             raise AssertionError(f"tuning run would read the test split: {run_spec}")
-        for name, value in (("backbone", self.arm.backbone), ("arm", self.arm.arm)):
+        for name, value in (("backbone", self.arm.backbone), ("arm", self.arm.loss)):
             trial.set_user_attr(name, value)
         trial.set_user_attr("spec", run_spec.to_dict())
         key = f"{self.study.study_name}#{trial.number}"
         self.running[key] = trial
-        return Job(key, run_spec, self.data_ref, self.spec.tune.metric, context=self)
+        return Job(key, run_spec, self.data_ref, self.spec.tune.metric, source=self)
 
     def on_report(self, job: Job, epoch: int, value: float) -> bool:
         """Report an epoch's validation value; True when the pruner stops the trial."""

@@ -28,14 +28,12 @@ import tempfile
 import tomllib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from cce_bench.config import BUDGET_KEYS, PLACEMENT_KEYS, StudySpec, diff_studies, read_stored_study
 from cce_bench.errors import ResultsError
-
-if TYPE_CHECKING:
-    from cce_bench.config import StudySpec
 
 STUDY_FILE = "study.toml"
 SPLIT_FILE = "split.json"
@@ -148,6 +146,10 @@ class ResultsStore:
     def write_study(self, study_text: str) -> None:
         atomic_write_bytes(self.study_path, study_text.encode("utf-8"))
 
+    def study(self) -> StudySpec:
+        """The study as run, typed: ``study.toml`` read against the schema, defaults filled in."""
+        return read_stored_study(self.study_dict(), origin=str(self.study_path))
+
     def study_dict(self) -> dict[str, Any]:
         """The study as stored in ``study.toml`` (a plain dict, as ``StudySpec.to_dict()``)."""
         try:
@@ -223,18 +225,6 @@ class ResultsStore:
             handle.write(raw[offset:].rstrip(b"\n") + b"\n")
         atomic_write_bytes(self.runs_path, raw[:offset])
 
-    def final_runs(self) -> dict[tuple[str, str, int], dict[str, Any]]:
-        """The last record per (backbone, arm, seed) whose outcome is final (completed/diverged).
-
-        A failed run retried later leaves two records; the report and the resume logic read
-        this view so that no seed is counted twice.
-        """
-        final: dict[tuple[str, str, int], dict[str, Any]] = {}
-        for record in self.read_runs():
-            if record.get("outcome") in FINAL_OUTCOMES:
-                final[run_key(record)] = record
-        return final
-
     def append_run(
         self, record: dict[str, Any], predictions: dict[str, np.ndarray] | None = None
     ) -> dict[str, Any]:
@@ -285,6 +275,15 @@ def completed_keys(records: Iterable[dict[str, Any]]) -> set[tuple[str, str, int
     return {run_key(r) for r in records if r.get("outcome") in FINAL_OUTCOMES}
 
 
+def latest_records(records: Iterable[dict[str, Any]]) -> dict[tuple[str, str, int], dict[str, Any]]:
+    """The record that counts per (backbone, arm, seed): its last one, in append order.
+
+    A failed or interrupted run is retried on resume and a study whose tuning was extended
+    re-evaluates its seeds, so one run can have several records; the latest supersedes the rest.
+    """
+    return {run_key(record): record for record in records}
+
+
 def _parse_record(line: bytes) -> dict[str, Any] | None:
     try:
         record = json.loads(line)
@@ -333,8 +332,6 @@ def resolve_results_folder(
     newest existing folder of this study whose stored study equals ``spec`` (budgets aside) is
     resumed; when none matches, the run is refused with a one-line diff against the newest.
     """
-    from cce_bench.config import diff_studies
-
     base = Path(results_dir)
     existing = [base / spec.name] if (base / spec.name / "study.toml").is_file() else []
     k = 2
@@ -354,8 +351,14 @@ def resolve_results_folder(
     changes = diff_studies(ResultsStore(existing[-1]).study_dict(), current)
     raise ResultsError(
         f"{existing[-1]} holds results of a different study ({'; '.join(changes)}); only "
-        "tune.n_trials and evaluate.seeds may change; pass --fresh to start over in a new folder"
+        f"{_may_change()} may change; pass --fresh to start over in a new folder"
     )
+
+
+def _may_change() -> str:
+    """The keys a started study may change, as a user writes them (``[resources]`` a table)."""
+    keys = [key if "." in key else f"[{key}]" for key in (*BUDGET_KEYS, *PLACEMENT_KEYS)]
+    return ", ".join(keys[:-1]) + " and " + keys[-1]
 
 
 def check_writable(store: ResultsStore) -> None:
