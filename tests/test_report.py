@@ -27,13 +27,11 @@ from cce_bench.errors import ResultsError
 from cce_bench.report import build_report, significance_table
 from cce_bench.report._build import significance_of
 from cce_bench.report._evidence import answer_section
-from cce_bench.report._results import load_results, split_varies_with_seed
+from cce_bench.report._results import load_results
 from cce_bench.report._sections import external_section, table1_section
 from cce_bench.report._tables import (
     FAMILY_METRICS,
     mcnemar_frame,
-    paired_values,
-    significance_frame,
 )
 
 FIXTURE = Path(__file__).parent / "fixtures" / "report_study"
@@ -210,23 +208,6 @@ def test_study_without_external_test_has_no_external_section():
     assert external_section(load_results(FIXTURE)) == ""
 
 
-def test_split_drawn_per_seed_switches_to_corrected_resampled_t():
-    results = load_results(FIXTURE)
-    frame = significance_frame(
-        results.runs,
-        backbones=("resnet18",),
-        baseline="ce",
-        arms=("ce", "cce"),
-        seeds=results.seeds,
-        arm_labels=results.arm_labels,
-        resampled_test_fraction=0.2,
-    )
-    row = frame[frame["metric"] == "top1"].iloc[0]
-    a, b = paired_values(results.runs, "resnet18", "ce", "cce", "top1", range(5))
-    assert row["test"] == "corrected resampled t"
-    assert row["t_pvalue"] == stats.corrected_resampled_t(a, b, 0.2)
-
-
 def one_hot(labels: list[int], num_classes: int = 7) -> np.ndarray:
     return np.eye(num_classes, dtype=np.float32)[labels]
 
@@ -264,11 +245,6 @@ def test_mcnemar_skips_a_seed_whose_predictions_are_missing():
         confused_pairs=CONFUSED_PAIRS,
     )
     assert set(frame["seeds"]) == {2}
-
-
-def test_split_varies_only_when_records_carry_several_split_seeds():
-    assert not split_varies_with_seed([{"seed": 0}, {"seed": 1}])
-    assert split_varies_with_seed([{"split_seed": 0}, {"spec": {"split_seed": 1}}])
 
 
 def test_folder_without_runs_raises_results_error(tmp_path: Path):

@@ -41,7 +41,6 @@ from cce_bench.report._results import (
     load_results,
     mean_confusion_matrices,
     seed_values,
-    split_varies_with_seed,
 )
 from cce_bench.report._sections import (
     clinical_section,
@@ -124,8 +123,6 @@ def build_report(results_dir: Path | str) -> Path:
 
 def significance_of(results: StudyResults) -> pd.DataFrame:
     """The report's significance family (numeric; ``stats.csv``), Holm over all of it."""
-    varies = split_varies_with_seed(results.records)
-    test_fraction = results.spec.data.test_fraction
     return significance_frame(
         results.runs,
         backbones=results.backbones,
@@ -133,7 +130,6 @@ def significance_of(results: StudyResults) -> pd.DataFrame:
         arms=results.arms,
         seeds=results.seeds,
         arm_labels=results.arm_labels,
-        resampled_test_fraction=test_fraction if varies else None,
     )
 
 

@@ -124,18 +124,13 @@ def _holm_family(significance: pd.DataFrame) -> str:
 
 def significance_section(results: StudyResults, significance: pd.DataFrame) -> str:
     """The full significance table, with how seeds were paired and which test was used."""
-    lines = ["## Significance", "", *_pairing_notes(results), ""]
-    if (significance["test"] == "corrected resampled t").any():
-        lines.append(
-            "The split changes with the seed, so p (t) is the Nadeau-Bengio corrected resampled "
-            "t-test (the seeds' test sets overlap)."
-        )
-    else:
-        lines.append(
-            f"The split is fixed (split_seed {results.spec.data.split_seed}) "
-            "and only the training seed varies, so p (t) is the plain paired t-test."
-        )
-    lines += [
+    lines = [
+        "## Significance",
+        "",
+        *_pairing_notes(results),
+        "",
+        f"The split is fixed (split_seed {results.spec.data.split_seed}) "
+        "and only the training seed varies, so p (t) is the plain paired t-test.",
         "",
         markdown_table(significance_display(significance, results.arm_labels)),
         "",

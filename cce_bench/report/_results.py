@@ -225,19 +225,6 @@ def incomplete_runs(results: StudyResults) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["Backbone", "Arm", "Seed", "Outcome", "Error"])
 
 
-def split_varies_with_seed(records: list[dict[str, Any]]) -> bool:
-    """True when the records carry more than one ``split_seed`` (a split drawn per seed).
-
-    Our studies fix the split with ``data.split_seed``, so records carry none and the plain
-    paired tests apply; a record format that adds a per-run ``split_seed`` switches the report
-    to the Nadeau-Bengio corrected resampled t-test.
-    """
-    seeds = {
-        record.get("split_seed", (record.get("spec") or {}).get("split_seed")) for record in records
-    }
-    return len(seeds - {None}) > 1
-
-
 def git_commit(records: list[dict[str, Any]]) -> str:
     """The code's commit: from the run records when they carry it, else this checkout's, else
     "unknown". The records come first because they describe the code that produced the numbers.

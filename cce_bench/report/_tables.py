@@ -217,13 +217,12 @@ def significance_frame(
     arms: Sequence[str],
     seeds: Sequence[int],
     arm_labels: Mapping[str, str],
-    resampled_test_fraction: float | None = None,
 ) -> pd.DataFrame:
     """Every backbone x metric x (baseline, other arm) comparison, Holm-adjusted as one family.
 
-    ``resampled_test_fraction`` is set only when the split changes with the seed; the paired t
-    p-value is then replaced by the Nadeau-Bengio corrected resampled t (``test`` column says
-    which). The verdict reads the Holm-adjusted p at alpha 0.05 and the metric's direction.
+    The split is fixed over seeds (``data.split_seed``), so each comparison is a paired t-test
+    over seeds (the ``test`` column says so). The verdict reads the Holm-adjusted p at alpha
+    0.05 and the metric's direction.
     """
     rows = []
     for backbone in backbones:
@@ -231,7 +230,7 @@ def significance_frame(
             paired, dropped = seed_pairing(runs, backbone, baseline, arm, seeds)
             for metric in FAMILY_METRICS:
                 a, b = paired_values(runs, backbone, baseline, arm, metric, paired)
-                row = _comparison_row(a, b, resampled_test_fraction)
+                row = _comparison_row(a, b)
                 row.update(backbone=backbone, baseline=baseline, arm=arm, metric=metric)
                 row["seeds_dropped"] = len(dropped)
                 rows.append(row)
@@ -253,7 +252,7 @@ def significance_frame(
     return frame[[*SIGNIFICANCE_COLUMNS, *extra]]
 
 
-def _comparison_row(a: np.ndarray, b: np.ndarray, test_fraction: float | None) -> dict:
+def _comparison_row(a: np.ndarray, b: np.ndarray) -> dict:
     """``stats.paired_comparison`` of one pair, or an all-NaN row when no seed is paired."""
     if a.size == 0:
         first, last = SIGNIFICANCE_COLUMNS.index("mean_a"), SIGNIFICANCE_COLUMNS.index("d_z")
@@ -262,9 +261,6 @@ def _comparison_row(a: np.ndarray, b: np.ndarray, test_fraction: float | None) -
         return empty
     row = stats.paired_comparison(a, b, seed=BOOTSTRAP_SEED)
     row["test"] = "paired t"
-    if test_fraction is not None:
-        row["t_pvalue"] = stats.corrected_resampled_t(a, b, test_fraction)
-        row["test"] = "corrected resampled t"
     return row
 
 
