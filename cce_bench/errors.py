@@ -31,14 +31,21 @@ class UnknownNameError(CceBenchError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+def closest(name: str, choices: Iterable[str]) -> str | None:
+    """The valid choice closest to ``name`` (``difflib``'s ratio of at least 0.6), or None."""
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    return close[0] if close else None
+
+
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """`` Did you mean 'x'?`` for the valid choice closest to ``name``, or "" when none is close.
 
     Every registry (losses, sources, splits, policies, classes) ends its unknown-name message
-    with this hint, so a typo costs the user one read rather than a look at the docs.
+    with this hint, and a study file's unknown keys and names use :func:`closest` too, so a typo
+    costs the user one read rather than a look at the docs.
     """
-    close = difflib.get_close_matches(name, list(choices), n=1)
-    return f" Did you mean {close[0]!r}?" if close else ""
+    close = closest(name, choices)
+    return f" Did you mean {close!r}?" if close else ""
 
 
 class StudyConfigError(CceBenchError):

@@ -21,6 +21,7 @@ from cce_bench.config import (
     study_from_dict,
 )
 from cce_bench.config.schema import dumps_toml
+from cce_bench.data import SYNTHETIC_N_IMAGES
 from cce_bench.errors import StudyConfigError
 
 REPO_STUDIES = Path(__file__).resolve().parents[1] / "studies"
@@ -341,7 +342,7 @@ def write_state_dict(path: Path) -> None:
 
 def test_minimal_study_takes_the_defaults(tmp_path: Path) -> None:
     spec = load_study(study_file(tmp_path))
-    assert spec.data.n_images == 1500
+    assert spec.data.n_images == SYNTHETIC_N_IMAGES
     assert spec.data.difficulty == 0.5
     assert spec.data.split == "lesion"
     assert spec.losses.arms == ("ce", "cce", "cce_tau")

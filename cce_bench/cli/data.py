@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from cce_bench.cli.app import EXIT_BAD_INPUT, console, data_app, err_console
+from cce_bench.data import SYNTHETIC_DIFFICULTY
 
 if TYPE_CHECKING:
     from cce_bench.data.check import DatasetCheck
@@ -123,7 +124,11 @@ def synth(
     size: int = typer.Option(64, "--size", min=8, help="Square side in pixels."),
     seed: int = typer.Option(0, "--seed", help="Same seed, same images."),
     difficulty: float = typer.Option(
-        0.5, "--difficulty", min=0.0, max=1.0, help="0: confusable pairs far apart; 1: close."
+        SYNTHETIC_DIFFICULTY,
+        "--difficulty",
+        min=0.0,
+        max=1.0,
+        help="0: confusable pairs far apart; 1: close.",
     ),
 ) -> None:
     """Write a synthetic set in HAM10000's layout (metadata CSV + JPEG folder)."""

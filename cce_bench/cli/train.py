@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from cce_bench.cli.app import app, console, err_console
+from cce_bench.data import SYNTHETIC_N_IMAGES
 
 if TYPE_CHECKING:
     from cce_bench.models import BackboneInfo
@@ -64,7 +65,9 @@ def train(
     tau: float | None = typer.Option(None, help="Confusion threshold of cce / cce_tau."),
     data: str = typer.Option("synthetic", help="`synthetic`, or a dataset folder or file."),
     source: str | None = typer.Option(None, help="Source of --data (detected by default)."),
-    n_images: int = typer.Option(1000, help="Images to generate when --data synthetic."),
+    n_images: int = typer.Option(
+        SYNTHETIC_N_IMAGES, help="Images to generate when --data synthetic."
+    ),
     difficulty: float | None = typer.Option(
         None, help="How alike the confusable classes look, in [0, 1], when --data synthetic."
     ),

@@ -27,12 +27,15 @@ from cce_bench.config.schema import (
     StudySpec,
     TrainSpec,
 )
+from cce_bench.data import SYNTHETIC_DIFFICULTY, SYNTHETIC_N_IMAGES
 from cce_bench.errors import DataError, ModelError
 
 SYNTHETIC = "synthetic"
-#: Defaults of the synthetic-only keys: 1500 images is issue 5's quickstart size, 0.5 the
-#: generator's own default difficulty (``cce_bench.data.synthetic``).
-SYNTHETIC_DEFAULTS: dict[str, Any] = {"n_images": 1500, "difficulty": 0.5}
+#: Defaults of the synthetic-only keys, the synthetic source's own (``cce_bench.data``).
+SYNTHETIC_DEFAULTS: dict[str, Any] = {
+    "n_images": SYNTHETIC_N_IMAGES,
+    "difficulty": SYNTHETIC_DIFFICULTY,
+}
 #: ``[data]`` keys passed to the source's loader as options (docs/interfaces.md, "Data").
 SOURCE_OPTIONS: tuple[str, ...] = ("n_images", "difficulty", "metadata")
 #: Sources that ship their own train/val/test assignment (MedMNIST's DermaMNIST).

@@ -10,7 +10,6 @@ dotted key, what is wrong and the fix, because that line is all the user sees (e
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import types
 import typing
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cce_bench.config.schema import Range, StudySpec, toml_value
-from cce_bench.errors import StudyConfigError
+from cce_bench.errors import StudyConfigError, closest
 
 
 class StudyFileError(StudyConfigError):
@@ -170,8 +169,8 @@ def _check_bounds(number: float, metadata: Any, key: str, origin: str) -> None:
 def unknown_choice_detail(key: str, value: Any, choices: typing.Iterable[str]) -> str:
     """The message body for a name that is not one of ``choices``, with the closest one."""
     choices = list(choices)
-    close = difflib.get_close_matches(str(value), choices, n=1)
-    hint = f"did you mean {close[0]!r}?" if close else "pick one of these"
+    close = closest(str(value), choices)
+    hint = f"did you mean {close!r}?" if close else "pick one of these"
     return f"`{key}` = {value!r} is not one of {', '.join(choices)}; {hint}"
 
 
@@ -204,7 +203,8 @@ def _unknown_key_detail(key: str) -> str:
 
 
 def _near(word: str, candidates: list[str]) -> list[str]:
-    return difflib.get_close_matches(word, candidates, n=1)
+    close = closest(word, candidates)
+    return [close] if close else []
 
 
 def _leaves(keys: list[str]) -> list[str]:

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cce_bench.data import SYNTHETIC_N_IMAGES
+
 if TYPE_CHECKING:
     from cce_bench.data.labeled import LabeledImages, PreparedData
 
@@ -38,7 +40,7 @@ def load_run_data(
     """Load a source, split it and decode it once at ``image_size``.
 
     ``source`` None (or ``"auto"``) detects the source from ``path``; ``"synthetic"`` needs no
-    path and generates ``n_images`` images (1,000 by default) at ``image_size`` and
+    path and generates ``n_images`` images (``SYNTHETIC_N_IMAGES`` by default) at ``image_size`` and
     ``difficulty`` (None: the generator's default). ``resize_mode`` (``squash``,
     ``center_crop`` or ``pad``) is how a non-square image becomes a square; it is part of the
     cache key (``cce_bench.data.cache``). ``metadata`` points HAM10000 / hmnist sources to
@@ -55,7 +57,7 @@ def load_run_data(
     options: dict[str, Any] = {}
     if source == "synthetic":
         options.update(
-            n_images=1000 if n_images is None else n_images,
+            n_images=SYNTHETIC_N_IMAGES if n_images is None else n_images,
             image_size=image_size,
             seed=SYNTHETIC_DATA_SEED,
         )

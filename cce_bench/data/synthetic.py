@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cce_bench.data import SYNTHETIC_DIFFICULTY
 from cce_bench.data.labeled import HAM10000_CLASS_COUNTS, HAM10000_CLASSES, LabeledImages
 from cce_bench.errors import DataError, UnknownNameError, did_you_mean
 
@@ -76,7 +77,7 @@ def generate_synthetic(
     image_size: int,
     *,
     seed: int = 0,
-    difficulty: float = 0.5,
+    difficulty: float = SYNTHETIC_DIFFICULTY,
     class_proportions: Mapping[str, float] | Sequence[float] | None = None,
 ) -> LabeledImages:
     """``n_images`` synthetic lesion images, ``image_size`` px square, HAM10000-like classes.
@@ -113,7 +114,7 @@ def write_synthetic_dataset(
     image_size: int,
     *,
     seed: int = 0,
-    difficulty: float = 0.5,
+    difficulty: float = SYNTHETIC_DIFFICULTY,
 ) -> Path:
     """Write a synthetic set in HAM10000's own layout and return the folder.
 
