@@ -2,6 +2,7 @@
 
 Every error a user can fix derives from :class:`CceBenchError`; the CLI prints its message as
 one red line and exits with code 2. Anything else is a bug: it keeps its traceback and exits 1.
+(A study in which nothing completed is neither: the CLI exits 3, see ``cce_bench.cli``.)
 Messages name the file, the field (or row) and the fix, because the user reads them, not us.
 Modules may define narrower subclasses next to the concept they guard; these are the families.
 """

@@ -78,3 +78,28 @@ def test_unknown_option_is_a_usage_error_with_exit_2():
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "no-such-option" in result.stderr
+
+
+def test_python_dash_m_runs_the_same_cli():
+    result = subprocess.run(
+        [sys.executable, "-m", "cce_bench", "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0
+    assert __version__ in result.stdout
+
+
+def test_shell_completion_can_be_installed():
+    assert "--install-completion" in _cli("--help").stdout
+
+
+COMMANDS = ("run", "tune", "evaluate", "status", "dashboard", "train", "report",
+            "data check", "data prepare", "data synth")  # fmt: skip
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_commands_help_ends_with_an_example(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command.split(), "--help"])
+    assert exit_info.value.code == 0
+    help_text = capsys.readouterr().out
+    assert f"Example: cce-bench {command}" in " ".join(help_text.split())

@@ -85,7 +85,7 @@ def test_status_prints_a_row_per_arm(tmp_path, capsys):
     assert not (root / "optuna.db").exists()  # status never creates the storage
 
 
-def test_a_study_in_which_nothing_completed_exits_1_with_the_first_failure(
+def test_a_study_in_which_nothing_completed_exits_3_with_the_first_failure(
     tmp_path, monkeypatch, capsys
 ):
     import cce_bench.study
@@ -101,7 +101,7 @@ def test_a_study_in_which_nothing_completed_exits_1_with_the_first_failure(
     (tmp_path / "tiny.toml").write_text(STUDY)
     with pytest.raises(SystemExit) as exit_info:
         main(["run", str(tmp_path / "tiny.toml"), "--results-dir", str(tmp_path)])
-    assert exit_info.value.code == 1
+    assert exit_info.value.code == 3
     err = capsys.readouterr().err
     assert "no trial or evaluation run of tiny completed" in err
     assert "trial 0: RuntimeError: CUDA out of memory" in err

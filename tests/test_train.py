@@ -188,7 +188,7 @@ def test_train_command_prints_the_metrics_table(capsys):
         main([*argv, "--batch-size", "16", "--threads", "1", "--policy", "flips"])
     out = capsys.readouterr().out
     assert exit_.value.code == 0
-    for row in ("accuracy (paper", "specificity (paper)", "balanced accuracy", "macro AUC"):
+    for row in ("ACC (paper)", "Specificity (paper)", "Balanced accuracy", "Macro AUC"):
         assert row in out
     assert "images/s" in out
 

@@ -1,8 +1,8 @@
-"""The `cce-bench` command line: a thin layer that parses, calls one library function, renders.
+"""The ``cce-bench`` command line: a thin layer that parses, calls one library function, renders.
 
-Command groups live in their own modules (``data``, ``train``, ``study``) and register on the
-shared Typer ``app`` when imported here; each imports torch, timm or ray only inside its
-command bodies so that ``cce-bench --help`` answers in well under a second.
+Each command module (``study``, ``train``, ``report``, ``data``) owns its Typer app; ``app``
+gathers them under the root command. Each imports torch, timm, ray or pandas only inside its
+command bodies, so that ``cce-bench --help`` answers in well under a second.
 """
 
 from cce_bench.cli.app import app, main

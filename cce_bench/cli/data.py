@@ -1,4 +1,4 @@
-"""`cce-bench data check | prepare | synth`: inspect a dataset, cache it, or synthesise one.
+"""``cce-bench data check | prepare | synth``: inspect a dataset, cache it, or synthesise one.
 
 Each command parses its flags, calls one function of ``cce_bench.data`` and renders what it
 returns with rich. Library imports stay inside the command bodies so ``cce-bench --help`` is
@@ -8,32 +8,35 @@ fast.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from cce_bench.cli.app import EXIT_BAD_INPUT, console, data_app, err_console
+from cce_bench.cli._console import EXIT_BAD_INPUT, console, err_console
 from cce_bench.data import SYNTHETIC_DIFFICULTY
 
 if TYPE_CHECKING:
     from cce_bench.data.check import DatasetCheck
 
-SOURCE = typer.Option(
-    None, "--source", help="ham10000, isic2018, dermamnist or hmnist (default: detected)."
-)
-METADATA = typer.Option(
-    None, "--metadata", help="Labels CSV to use instead of the one found in PATH."
+app = typer.Typer(
+    help="Inspect, cache and synthesise datasets.", no_args_is_help=True, rich_markup_mode="rich"
 )
 
+DatasetPath = Annotated[Path, typer.Argument(help="Dataset folder or file.")]
+Source = Annotated[
+    str | None,
+    typer.Option("--source", help="ham10000, isic2018, dermamnist or hmnist (default: detected)."),
+]
+Metadata = Annotated[
+    Path | None,
+    typer.Option("--metadata", help="Labels CSV to use instead of the one found in PATH."),
+]
 
-@data_app.command("check")
-def check(
-    path: Path = typer.Argument(..., help="Dataset folder or file."),
-    source: str | None = SOURCE,
-    metadata: Path | None = METADATA,
-) -> None:
+
+@app.command("check", epilog="Example: cce-bench data check ~/data/ham10000")
+def check(path: DatasetPath, source: Source = None, metadata: Metadata = None) -> None:
     """Count images, lesions and classes, list image sizes and problems (exit 2 on problems)."""
     from cce_bench.data.check import check_dataset
 
@@ -67,20 +70,23 @@ def _check_table(result: DatasetCheck) -> Table:
     return table
 
 
-@data_app.command("prepare")
+@app.command("prepare", epilog="Example: cce-bench data prepare ~/data/ham10000 --size 224")
 def prepare(
-    path: Path = typer.Argument(..., help="Dataset folder or file."),
-    size: int = typer.Option(..., "--size", min=8, help="Square side in pixels, e.g. 224."),
-    source: str | None = SOURCE,
-    metadata: Path | None = METADATA,
-    resize_mode: str = typer.Option(
-        "squash", "--resize-mode", help="squash, center_crop or pad to a square."
-    ),
-    cache_dir: Path | None = typer.Option(
-        None,
-        "--cache-dir",
-        help="Default: $CCE_BENCH_CACHE_DIR, else $XDG_CACHE_HOME/cce-bench (~/.cache/cce-bench).",
-    ),
+    path: DatasetPath,
+    size: Annotated[int, typer.Option("--size", min=8, help="Square side in pixels, e.g. 224.")],
+    source: Source = None,
+    metadata: Metadata = None,
+    resize_mode: Annotated[
+        str, typer.Option("--resize-mode", help="squash, center_crop or pad to a square.")
+    ] = "squash",
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--cache-dir",
+            help="Default: $CCE_BENCH_CACHE_DIR, else $XDG_CACHE_HOME/cce-bench "
+            "(~/.cache/cce-bench).",
+        ),
+    ] = None,
 ) -> None:
     """Decode and resize every image once into the cache that training memory-maps."""
     from rich.progress import MofNCompleteColumn, Progress, TimeRemainingColumn
@@ -117,19 +123,20 @@ def prepare(
         console.print(f"{summary.seconds:.1f} s, {summary.images_per_s:,.0f} images/s")
 
 
-@data_app.command("synth")
+@app.command("synth", epilog="Example: cce-bench data synth synthetic-ham --n 2000 --size 64")
 def synth(
-    out_dir: Path = typer.Argument(..., help="New folder to write (must not exist or be empty)."),
-    n: int = typer.Option(2000, "--n", min=1, help="Number of images."),
-    size: int = typer.Option(64, "--size", min=8, help="Square side in pixels."),
-    seed: int = typer.Option(0, "--seed", help="Same seed, same images."),
-    difficulty: float = typer.Option(
-        SYNTHETIC_DIFFICULTY,
-        "--difficulty",
-        min=0.0,
-        max=1.0,
-        help="0: confusable pairs far apart; 1: close.",
-    ),
+    out_dir: Annotated[
+        Path, typer.Argument(help="New folder to write (must not exist or be empty).")
+    ],
+    n: Annotated[int, typer.Option("--n", min=1, help="Number of images.")] = 2000,
+    size: Annotated[int, typer.Option("--size", min=8, help="Square side in pixels.")] = 64,
+    seed: Annotated[int, typer.Option("--seed", help="Same seed, same images.")] = 0,
+    difficulty: Annotated[
+        float,
+        typer.Option(
+            "--difficulty", min=0.0, max=1.0, help="0: confusable pairs far apart; 1: close."
+        ),
+    ] = SYNTHETIC_DIFFICULTY,
 ) -> None:
     """Write a synthetic set in HAM10000's layout (metadata CSV + JPEG folder)."""
     from cce_bench.data.synthetic import write_synthetic_dataset

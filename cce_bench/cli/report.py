@@ -1,12 +1,15 @@
-"""`cce-bench report RESULTS_DIR`: rebuild a study's report from its stored runs, no training."""
+"""``cce-bench report RESULTS_DIR``: rebuild a study's report from its stored runs, no training."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from cce_bench.cli.app import app, console
+from cce_bench.cli._console import console
+
+app = typer.Typer()
 
 #: Columns shown per comparison in a terminal; report.md and stats.csv have them all.
 TERMINAL_COLUMNS: tuple[str, ...] = ("Metric", "n", "Δ (pp)", "95% t CI", "p (Holm)", "Verdict")
@@ -23,11 +26,14 @@ def _verdict_style(verdict: str, comparison: str) -> str:
     return "red" if verdict.endswith(" better") else "dim"
 
 
-@app.command()
+@app.command(epilog="Example: cce-bench report results/quickstart")
 def report(
-    results_dir: Path = typer.Argument(
-        ..., help="A study's results folder, <results-dir>/<study name>, e.g. results/quickstart."
-    ),
+    results_dir: Annotated[
+        Path,
+        typer.Argument(
+            help="A study's results folder, <results-dir>/<study name>, e.g. results/quickstart."
+        ),
+    ],
 ) -> None:
     """Rebuild report.md, figures/ and the CSV exports from the stored runs (no training)."""
     render_report(results_dir)
@@ -47,7 +53,7 @@ def render_report(results_dir: Path) -> None:
     path = build_report(results_dir)
     table = significance_table(results_dir)
     console.print(f"[bold]report:[/bold] {path}")
-    if table.empty:  # the one case: a single arm (report_tables.significance_frame)
+    if table.empty:  # the one case: a single arm compares nothing
         console.print(NO_COMPARISON)
         return
     console.print("Paired comparisons over seeds; p (Holm) over the whole report, α = 0.05")

@@ -8,7 +8,7 @@ what it returns: a rich live table on a terminal, one plain line per event other
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
@@ -16,83 +16,98 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from cce_bench.cli.app import EXIT_INTERRUPTED, app, console, err_console
+from cce_bench.cli._console import (
+    EXIT_INTERRUPTED,
+    EXIT_NOTHING_COMPLETED,
+    console,
+    err_console,
+    print_error,
+)
+from cce_bench.cli.report import render_report
 
 if TYPE_CHECKING:
     from cce_bench.study import StudyOutcome, StudyProgress
 
-RESULTS_DIR = typer.Option(Path("results"), "--results-dir", help="Where <name>/ folders go.")
-DATA = typer.Option(None, "--data", help="Dataset path; overrides the study's data.path.")
-STORAGE = typer.Option(
-    None, "--storage", help="Optuna storage URL (default: sqlite in the results folder)."
-)
-ADDRESS = typer.Option(
-    None, "--address", help="Join a running Ray cluster: `auto` or HOST:PORT (default: local)."
-)
-FRESH = typer.Option(
-    False, "--fresh", help="Start over in a new folder <name>-k; never deletes results."
-)
-STUDY_ARG = typer.Argument(..., help="Study file (.toml).", show_default=False)
-#: A study that ran but in which no trial and no evaluation run completed: not a user input
-#: error (exit 2, caught before work starts), but nothing to report either, so not success.
-EXIT_NOTHING_COMPLETED = 1
+app = typer.Typer()
+
+StudyFile = Annotated[Path, typer.Argument(help="Study file (.toml).", show_default=False)]
+ResultsFolder = Annotated[
+    Path, typer.Argument(help="A study's results folder, <results-dir>/<name>.")
+]
+ResultsDir = Annotated[Path, typer.Option("--results-dir", help="Where <name>/ folders go.")]
+DataPath = Annotated[
+    Path | None, typer.Option("--data", help="Dataset path; overrides the study's data.path.")
+]
+Storage = Annotated[
+    str | None,
+    typer.Option("--storage", help="Optuna storage URL (default: sqlite in the results folder)."),
+]
+RecordedStorage = Annotated[
+    str | None, typer.Option("--storage", help="Storage URL, if not recorded.")
+]
+Address = Annotated[
+    str | None,
+    typer.Option(
+        "--address", help="Join a running Ray cluster: `auto` or HOST:PORT (default: local)."
+    ),
+]
+Fresh = Annotated[
+    bool,
+    typer.Option("--fresh", help="Start over in a new folder <name>-k; never deletes results."),
+]
+RESULTS = Path("results")
 
 
-@app.command()
+@app.command(
+    epilog="Example: cce-bench run studies/quickstart.toml --results-dir results (exit code 3 "
+    "when no trial or run completed)"
+)
 def run(
-    study: Path | None = typer.Argument(None, help="Study file (default: the quickstart)."),
-    results_dir: Path = RESULTS_DIR,
-    data: Path | None = DATA,
-    storage: str | None = STORAGE,
-    address: str | None = ADDRESS,
-    fresh: bool = FRESH,
+    study: Annotated[
+        Path | None, typer.Argument(help="Study file (default: the quickstart).")
+    ] = None,
+    results_dir: ResultsDir = RESULTS,
+    data: DataPath = None,
+    storage: Storage = None,
+    address: Address = None,
+    fresh: Fresh = False,
 ) -> None:
     """Tune every arm, evaluate the tuned settings over paired seeds, and write the report."""
     from cce_bench.config import default_study_path
 
-    outcome = _run_phases(
-        study or default_study_path(),
-        ("tune", "evaluate"),
-        results_dir,
-        data,
-        storage,
-        address,
-        fresh,
-    )
-    _render_report(outcome)
+    study = study or default_study_path()
+    outcome = _run_phases(study, ("tune", "evaluate"), results_dir, data, storage, address, fresh)
+    render_report(outcome.results_dir)
 
 
-@app.command()
+@app.command(epilog="Example: cce-bench tune studies/quickstart.toml --storage sqlite:///tune.db")
 def tune(
-    study: Path = STUDY_ARG,
-    results_dir: Path = RESULTS_DIR,
-    data: Path | None = DATA,
-    storage: str | None = STORAGE,
-    address: str | None = ADDRESS,
-    fresh: bool = FRESH,
+    study: StudyFile,
+    results_dir: ResultsDir = RESULTS,
+    data: DataPath = None,
+    storage: Storage = None,
+    address: Address = None,
+    fresh: Fresh = False,
 ) -> None:
     """Run only the tuning phase: every arm's Optuna trials, resumable."""
     _run_phases(study, ("tune",), results_dir, data, storage, address, fresh)
 
 
-@app.command()
+@app.command(epilog="Example: cce-bench evaluate studies/quickstart.toml --address auto")
 def evaluate(
-    study: Path = STUDY_ARG,
-    results_dir: Path = RESULTS_DIR,
-    data: Path | None = DATA,
-    storage: str | None = STORAGE,
-    address: str | None = ADDRESS,
-    fresh: bool = FRESH,
+    study: StudyFile,
+    results_dir: ResultsDir = RESULTS,
+    data: DataPath = None,
+    storage: Storage = None,
+    address: Address = None,
+    fresh: Fresh = False,
 ) -> None:
     """Run only the evaluation phase: each arm's best trial over the paired seeds."""
     _run_phases(study, ("evaluate",), results_dir, data, storage, address, fresh)
 
 
-@app.command()
-def status(
-    results_dir: Path = typer.Argument(..., help="A study's results folder, <results-dir>/<name>."),
-    storage: str | None = typer.Option(None, "--storage", help="Storage URL, if not recorded."),
-) -> None:
+@app.command(epilog="Example: cce-bench status results/quickstart")
+def status(results_dir: ResultsFolder, storage: RecordedStorage = None) -> None:
     """Show a study's trials and evaluation runs per arm, without running anything."""
     from cce_bench.study import study_status
 
@@ -100,12 +115,12 @@ def status(
     console.print(progress_table(progress))
 
 
-@app.command()
+@app.command(epilog="Example: cce-bench dashboard results/quickstart --port 8080")
 def dashboard(
-    results_dir: Path = typer.Argument(..., help="A study's results folder, <results-dir>/<name>."),
-    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
-    port: int = typer.Option(8080, "--port", help="Port to listen on."),
-    storage: str | None = typer.Option(None, "--storage", help="Storage URL, if not recorded."),
+    results_dir: ResultsFolder,
+    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8080,
+    storage: RecordedStorage = None,
 ) -> None:
     """Serve optuna-dashboard on the study's storage (trials, learning curves) until Ctrl-C."""
     from cce_bench.study import serve_dashboard
@@ -152,9 +167,9 @@ def _run_phases(
         err_console.print(f"[yellow]warning:[/yellow] {escape(problem)}")
     console.print(f"results: {escape(str(outcome.results_dir))}")
     if outcome.failure is not None:
-        err_console.print(
-            f"[bold red]error:[/bold red] no trial or evaluation run of {escape(spec.name)} "
-            f"completed; the first failure: {escape(outcome.failure)}"
+        print_error(
+            f"no trial or evaluation run of {spec.name} completed; the first failure: "
+            f"{outcome.failure}"
         )
         raise typer.Exit(EXIT_NOTHING_COMPLETED)
     return outcome
@@ -246,12 +261,3 @@ def format_duration(seconds: float | None) -> str:
     if hours:
         return f"{hours}h{minutes:02d}m"
     return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
-
-
-# -- the answer ------------------------------------------------------------------------------
-def _render_report(outcome: StudyOutcome) -> None:
-    """Build the report (issue 6) and print its path and significance tables, exactly as
-    ``cce-bench report`` does (one renderer for both commands)."""
-    from cce_bench.cli.report import render_report
-
-    render_report(outcome.results_dir)

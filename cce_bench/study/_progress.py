@@ -126,7 +126,7 @@ def first_failure(studies: dict[Arm, optuna.Study], records: list[dict[str, Any]
     """None when any trial or evaluation run completed; else the first failure's cause.
 
     A study in which every run failed (weights that do not fit the backbone, CUDA out of memory)
-    has no result to report, so it must not look like a success: the CLI exits 1 with this.
+    has no result to report, so it must not look like a success: the CLI exits 3 with this.
     """
     trials = {arm: study.get_trials(deepcopy=False) for arm, study in studies.items()}
     if any(t.state.name == "COMPLETE" for arm_trials in trials.values() for t in arm_trials):
