@@ -18,6 +18,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from cce_bench.errors import ModelError
 
@@ -193,8 +194,6 @@ def _hub_cache_dir() -> str:
 def _hub_reachable() -> bool:
     """A 3 s TCP probe of the hub (or the mirror in HF_ENDPOINT): without it, a download on a
     machine with no network retries for about a minute before it fails."""
-    from urllib.parse import urlsplit
-
     from huggingface_hub import constants
 
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}:
@@ -259,7 +258,8 @@ def read_weights_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """Tensors of a safetensors file or a ``torch.save``'d state dict, without running pickles.
 
     A pickle is read with ``torch.load(weights_only=True)``, so a full pickled model (or any
-    pickle that would run code) is refused, not executed (issue 7, safe defaults). Common
+    pickle that would run code) is refused, not executed: a weights file from the internet must
+    not be able to run code on a cluster. Common
     checkpoint wrappers (``state_dict``, ``state_dict_ema``, ``model``) and DataParallel's
     ``module.`` prefix are unwrapped. Raises ``ModelError`` saying how to save the weights.
     A study file check calls it too, so that a bad file fails before Ray starts.

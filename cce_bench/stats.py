@@ -1,7 +1,7 @@
 """Paired statistics over seeds: is the other arm better than the baseline, by how much, how sure.
 
-Seed i gives both arms the same initialisation, data order and augmentation stream (DESIGN.md,
-"Paired seeds"), so each seed yields a pair ``(a[i], b[i])`` of one metric, ``a`` the baseline
+Seed i gives both arms the same initialisation, data order and augmentation stream (the paired
+seeds of a study), so each seed yields a pair ``(a[i], b[i])`` of one metric, ``a`` the baseline
 arm (CE) and ``b`` the other (CCE), and the analysis runs on the differences ``d = b - a``:
 
 * :func:`paired_comparison`: mean difference with a t interval and a seeded bootstrap interval,
@@ -50,7 +50,7 @@ TARGET_POWER = 0.8
 DIFF_DECIMALS = 12
 
 #: Fewer seeds than this: every number is still computed, but the report marks it underpowered
-#: (issue 6; with n = 4 the exact two-sided Wilcoxon p cannot go below 0.125).
+#: (with n = 4 the exact two-sided Wilcoxon p cannot go below 0.125).
 MIN_SEEDS = 5
 
 #: Above this many seeds ``solve_power`` is trusted as is; below, its answer is checked stepwise.

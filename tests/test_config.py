@@ -1,4 +1,4 @@
-"""Study files: what a valid one means, and one clear error per kind of mistake (issues 5, 7).
+"""Study files: what a valid one means, and one clear error per kind of mistake.
 
 Every rejection test checks that the message names the study file and the dotted key, because
 that one line is all a user sees before fixing the file.

@@ -1,4 +1,4 @@
-"""Every bad input in docs/errors.md, run through the CLI as a user would (issue 7).
+"""Every bad input in docs/errors.md, run through the CLI as a user would.
 
 One row of docs/errors.md is one case here, keyed by the row's id. Each case builds its bad files
 in a fresh folder, runs ``cce-bench`` there in a subprocess (so the exit code and stderr are the
@@ -514,7 +514,7 @@ CASES: dict[str, Case] = {
         (*RUN, "--address", "127.0.0.1:1"),
         "no Ray cluster answers at --address 127.0.0.1:1 (Connection refused)",
         {"study.toml": STUDY},
-        limit_s=30,  # issue 7: "fail within seconds"; Ray's own retries take about a minute
+        limit_s=30,  # a wrong address must fail within seconds; Ray's own retries take a minute
     ),
     "address-malformed": Case(
         (*RUN, "--address", "head-node"),

@@ -1,4 +1,4 @@
-"""Faults during a study (issue 7): a killed worker, a diverging trial, a half-written record.
+"""Faults during a study: a killed worker, a diverging trial, a half-written record.
 
 Real processes throughout: a local Ray with 2 CPUs, the real executor (Ray tasks, retries,
 the trial channel), real SQLite, and the real ``train_run`` wherever the fault is about

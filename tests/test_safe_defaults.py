@@ -1,4 +1,4 @@
-"""Safe defaults (issue 7): loopback only, no code from weights files, no passwords, no telemetry.
+"""Safe defaults: loopback only, no code from weights files, no passwords, no telemetry.
 
 Each test runs the CLI (or the engine) in a subprocess, as a user would, and looks at what a
 careless default would expose: the socket the dashboard listens on, a marker file that a

@@ -28,7 +28,11 @@ from cce_bench.config.schema import (
     TrainSpec,
 )
 from cce_bench.data import SYNTHETIC_DIFFICULTY, SYNTHETIC_N_IMAGES
+from cce_bench.data.cache import RESIZE_MODES, resize_mode_name
+from cce_bench.data.sources import SOURCES, available_sources
+from cce_bench.data.splits import available_splits
 from cce_bench.errors import DataError, ModelError
+from cce_bench.models import check_image_size, read_weights_file, resolve_backbone
 
 SYNTHETIC = "synthetic"
 #: Defaults of the synthetic-only keys, the synthetic source's own (``cce_bench.data``).
@@ -102,10 +106,6 @@ class _StudyChecks:
 
     def _data_names(self, data: DataSpec) -> DataSpec:
         """Source and split from their registries; the resize mode by its canonical name."""
-        from cce_bench.data.cache import RESIZE_MODES, resize_mode_name
-        from cce_bench.data.sources import available_sources
-        from cce_bench.data.splits import available_splits
-
         for key, value, known in (
             ("data.source", data.source, available_sources()),
             ("data.split", data.split, available_splits()),
@@ -125,8 +125,6 @@ class _StudyChecks:
         The loader's signature in ``cce_bench.data.sources.SOURCES`` is the one record of which
         source takes ``n_images``, ``difficulty`` or ``metadata``.
         """
-        from cce_bench.data.sources import SOURCES
-
         for option in SOURCE_OPTIONS:
             if getattr(data, option) is None:
                 continue
@@ -178,8 +176,6 @@ class _StudyChecks:
 
     # -- [models] ------------------------------------------------------------------------------
     def models(self, spec: StudySpec) -> ModelsSpec:
-        from cce_bench.models import check_image_size, resolve_backbone
-
         backbones = spec.models.backbones
         self._names_listed("models.backbones", backbones, example='["resnet18"]')
         for backbone in backbones:
@@ -202,8 +198,6 @@ class _StudyChecks:
         """The resolved weights file, read once here (``weights_only=True``, about a second):
         a file that is not a state dict would otherwise fail in every trial's worker, after Ray
         started and the results folder was written."""
-        from cce_bench.models import read_weights_file
-
         weights = self._resolve(pretrained)
         if weights is None or not weights.is_file():
             raise self.fail(

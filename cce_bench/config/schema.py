@@ -9,7 +9,7 @@ registry (losses, sources, backbones, metrics) or span several keys live in
 :mod:`cce_bench.config`, which is also where a study is loaded.
 
 A study that has results may change only what does not change what it computes: its budgets
-(``tune.n_trials``, ``evaluate.seeds``: raising them extends it, issue 5) and where its images
+(``tune.n_trials``, ``evaluate.seeds``: raising them extends the study) and where its images
 are and how its runs are placed (``PLACEMENT_KEYS``). The fingerprint and ``diff_studies`` leave
 exactly those out.
 """
@@ -23,7 +23,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-#: Keys that may change between runs of one study: raising them extends it (issue 5).
+from cce_bench.models import resolve_backbone
+
+#: Keys that may change between runs of one study: raising them extends it with more trials or
+#: seeds, and every finished trial and run still counts.
 BUDGET_KEYS: tuple[str, ...] = ("tune.n_trials", "evaluate.seeds")
 
 #: Keys (a bare name: the whole table) that say where the images are and how runs are placed,
@@ -256,8 +259,6 @@ class StudySpec(Table):
         """``data.image_size`` when set, else the backbone's native size (models.py)."""
         if self.data.image_size is not None:
             return self.data.image_size
-        from cce_bench.models import resolve_backbone
-
         return resolve_backbone(backbone).native_size
 
     def to_toml(self) -> str:
@@ -270,7 +271,7 @@ class StudySpec(Table):
 
         Two specs with one fingerprint differ at most in their budgets, data folder and
         resources, so a results folder started by one accepts the other as its continuation
-        (issue 5: resume and extend; a moved dataset or more concurrency is no new study).
+        (a study resumes and extends; a moved dataset or more concurrency is no new study).
         """
         table = what_is_computed(self.to_dict())
         canonical = json.dumps(table, sort_keys=True, separators=(",", ":"), allow_nan=False)

@@ -25,10 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
+from cce_bench.data.ham10000 import HAM10000_COLUMNS, is_ham10000_metadata
 from cce_bench.data.image_folder import (
     DatasetNotFoundError,
     MetadataFileError,
+    csv_header,
     line_numbers,
+    read_labels_csv,
 )
 from cce_bench.data.labeled import HAM10000_CLASSES, LabeledImages
 from cce_bench.errors import DataError
@@ -201,9 +204,6 @@ def _join_metadata(
     An explicit ``metadata`` that does not line up is an error; one merely found beside the
     hmnist file is skipped with a warning.
     """
-    from cce_bench.data.ham10000 import HAM10000_COLUMNS
-    from cce_bench.data.image_folder import read_labels_csv
-
     meta = _metadata_beside(csv) if metadata is None else Path(metadata).expanduser()
     if meta is None:
         return dataclasses.replace(labeled, warnings=(_NO_LESION_IDS.format(csv=csv.name),))
@@ -236,8 +236,5 @@ def _join_metadata(
 
 def _metadata_beside(csv: Path) -> Path | None:
     """The one HAM10000 metadata CSV in the hmnist file's folder (Kaggle ships them together)."""
-    from cce_bench.data.ham10000 import is_ham10000_metadata
-    from cce_bench.data.image_folder import csv_header
-
     beside = [p for p in sorted(csv.parent.glob("*.csv")) if is_ham10000_metadata(csv_header(p))]
     return beside[0] if len(beside) == 1 else None

@@ -17,6 +17,7 @@ import numpy as np
 
 from cce_bench.data.image_folder import MissingImagesError
 from cce_bench.data.labeled import LabeledImages
+from cce_bench.data.sources import detect_source, load_source
 
 _SHOWN = 5
 
@@ -52,8 +53,6 @@ def check_dataset(
     propagate as their ``DataError``; listed-but-missing images and unreadable files become
     ``problems`` of the returned check.
     """
-    from cce_bench.data.sources import detect_source, load_source
-
     name = source or detect_source(path)
     problems: list[str] = []
     try:

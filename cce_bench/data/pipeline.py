@@ -12,6 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cce_bench.data import SYNTHETIC_N_IMAGES
+from cce_bench.data.prepare import prepare_data
+from cce_bench.data.sources import detect_source, load_source
+from cce_bench.data.splits import make_split, split_manifest
 
 if TYPE_CHECKING:
     from cce_bench.data.labeled import LabeledImages, PreparedData
@@ -48,10 +51,6 @@ def load_run_data(
     with parts ``train``/``val``/``test``, and the split manifest (``splits.split_manifest``
     plus the split settings under ``"split"``).
     """
-    from cce_bench.data.prepare import prepare_data
-    from cce_bench.data.sources import detect_source, load_source
-    from cce_bench.data.splits import make_split, split_manifest
-
     if source in (None, "auto"):
         source = "synthetic" if path is None else detect_source(path)
     options: dict[str, Any] = {}

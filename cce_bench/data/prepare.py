@@ -16,6 +16,7 @@ import numpy as np
 
 from cce_bench.data.cache import Progress, cache_file, load_images, resize_mode_name
 from cce_bench.data.labeled import LabeledImages, PreparedData
+from cce_bench.data.sources import detect_source, load_source
 
 
 @dataclass(frozen=True)
@@ -70,8 +71,6 @@ def prepare_cache(
     progress: Progress | None = None,
 ) -> CacheSummary:
     """Load the dataset at ``path`` (source detected unless given) and build its cache."""
-    from cce_bench.data.sources import detect_source, load_source
-
     name = source or detect_source(path)
     labeled = load_source(name, path, metadata=metadata)
     mode = resize_mode_name(resize_mode)

@@ -28,6 +28,7 @@ from cce_bench.data.ham10000 import (
 )
 from cce_bench.data.image_folder import DatasetNotFoundError, csv_header
 from cce_bench.data.labeled import LabeledImages
+from cce_bench.data.synthetic import generate_synthetic
 from cce_bench.errors import DataError, UnknownNameError, did_you_mean
 
 
@@ -43,8 +44,6 @@ def _load_synthetic(
     seed: int = 0,
     difficulty: float = 0.5,
 ) -> LabeledImages:
-    from cce_bench.data.synthetic import generate_synthetic
-
     if path is not None:
         raise SourceOptionError(
             f"source 'synthetic' generates its images and takes no path (got {path}); to read "

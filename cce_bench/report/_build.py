@@ -9,7 +9,8 @@ The pieces: :mod:`cce_bench.report._results` loads the folder, :mod:`cce_bench.r
 computes the numbers (summaries, paired comparisons with Holm over the whole report, McNemar),
 :mod:`cce_bench.report._tuning` reads the Optuna studies, :mod:`cce_bench.report._figures` draws,
 :mod:`cce_bench.report._sections` and :mod:`cce_bench.report._evidence` write the markdown; this
-module runs them and writes the files, sections in the order issue 6 lists them.
+module runs them and writes the files, sections in the order a reader asks: the study, its
+answer, what is missing, the paper's table, the clinical view, the evidence, then tuning.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Only what the study wrote is read (``study.toml``, ``split.json``, ``runs.jsonl`
 records' predictions); nothing is trained or written here. The derived facts the report's
 header and completeness section need (expected seeds, runs that did not complete, versions,
 commit, compute hours, mean confusion matrices) are computed here from the records, so that
-:mod:`cce_bench.report` only assembles.
+:mod:`cce_bench.report._build` only assembles.
 """
 
 from __future__ import annotations

@@ -25,7 +25,8 @@ from cce_bench.report._tables import (
 )
 from cce_bench.report._tuning import ArmTuning, tuning_table
 
-#: How each split kind is described (DESIGN.md, "Two splits").
+#: How each split kind is described: the paper's split, and the one that keeps a lesion's images
+#: on one side (HAM10000 has 1.34 images per lesion, so a random split leaks lesions).
 SPLIT_DESCRIPTIONS: dict[str, str] = {
     "paper": "stratified random 80/20 by image, as in the paper",
     "lesion": "stratified and grouped by lesion_id, so no lesion has images on both sides",

@@ -3,7 +3,7 @@
 Everything here takes and returns pandas frames (or plain dicts) so that the markdown, the CSV
 exports and the CLI's rich table are three renderings of one computation. The frame ``runs``
 has one row per (backbone, arm, seed), the latest record of that run, with its scalar metrics as
-columns (see ``cce_bench.report.load_results``).
+columns (see ``cce_bench.report._results.load_results``).
 """
 
 from __future__ import annotations
@@ -176,7 +176,8 @@ def seed_pairing(
 ) -> tuple[list[int], list[str]]:
     """Seeds where both arms completed, and one reason per expected seed that was dropped.
 
-    Pairing is by seed (DESIGN.md, "Paired seeds"): a seed that one arm did not complete has no
+    Pairing is by seed (seed i gives every arm the same initialisation, data order and
+    augmentation): a seed that one arm did not complete has no
     partner, so it leaves the comparison and the report says why rather than shrinking n
     silently.
     """

@@ -11,10 +11,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from cce_bench.train import RunSpec
+
 if TYPE_CHECKING:
     from cce_bench.config import StudySpec
     from cce_bench.study._executor import Job, JobDone
-    from cce_bench.train import RunSpec
 
 
 @dataclass(frozen=True)
@@ -70,8 +71,6 @@ def build_run_spec(
     ``lr`` and ``aug_strength`` are recipe fields; every other parameter (tau, gamma, epsilon)
     belongs to the loss.
     """
-    from cce_bench.train import RunSpec
-
     loss_params = {k: float(v) for k, v in params.items() if k not in ("lr", "aug_strength")}
     return RunSpec(
         backbone=arm.backbone,

@@ -392,7 +392,7 @@ def run_resources(spec: StudySpec) -> Resources:
 
 
 def check_tuning_split(results_dir: Path | str, *, storage: str | None = None) -> list[str]:
-    """Tuning trials of a finished study that read a test part (DESIGN.md: must be empty).
+    """Tuning trials of a finished study that read a test part: empty, or tuning saw the test set.
 
     Each trial stores its ``RunSpec``; together with ``split.json`` (which image ids form the
     test part) this lets anyone check that tuning never saw a test image. Only this study's

@@ -1,6 +1,6 @@
 """Paired-seed evaluation: retrain each arm's tuned setting on train + val, score once on test.
 
-DESIGN.md, "Paired seeds": seed i gives every arm the same initialisation, data order and
+Paired seeds: seed i gives every arm the same initialisation, data order and
 augmentation stream (``train_run`` derives them from ``spec.seed`` alone), so the per-seed
 differences between CE and CCE are paired and the report can use paired tests.
 
@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cce_bench.data.labeled import PreparedData
+from cce_bench.data.prepare import prepare_data
+from cce_bench.data.sources import load_source
 from cce_bench.study._arms import Arm, build_run_spec
 from cce_bench.study._executor import Job
 from cce_bench.study.store import ResultsStore, latest_records
@@ -189,9 +191,6 @@ def with_external_part(prepared: PreparedData, external: PreparedData) -> Prepar
 
 def load_external_test(spec: StudySpec, size: int) -> PreparedData:
     """The study's ``data.external_test`` folder (ISIC 2018 Task 3 layout) decoded at ``size``."""
-    from cce_bench.data.prepare import prepare_data
-    from cce_bench.data.sources import load_source
-
     labeled = load_source("isic2018", spec.data.external_test)
     everything = {EXTERNAL_PART: np.arange(len(labeled), dtype=np.int64)}
     return prepare_data(labeled, everything, size=size, resize_mode=spec.data.resize_mode)

@@ -1,6 +1,6 @@
 """Ray's side of a study: start or join a cluster, run training jobs, relay epochs, survive faults.
 
-DESIGN.md: "Optuna owns the search, Ray owns the compute". Each trial or evaluation run is one
+Optuna owns the search, Ray owns the compute: each trial or evaluation run is one
 Ray task running ``train_run`` with the study's CPUs and GPU fraction; Ray re-runs a task whose
 worker process or node died (``max_retries``), and an exception raised by the run itself is
 reported once, never retried (the same setting would fail again).
@@ -23,11 +23,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cce_bench.errors import ClusterError
+from cce_bench.train import RunSpec, train_run
 
 if TYPE_CHECKING:
     from cce_bench.data.labeled import PreparedData
     from cce_bench.study._arms import JobSource
-    from cce_bench.train import RunResult, RunSpec
+    from cce_bench.train import RunResult
 
 #: How often the driver looks at finished tasks and reported epochs (seconds). An epoch takes
 #: seconds even on a GPU, so 0.2 s adds little to a trial and keeps the driver's CPU use low.
@@ -38,7 +39,8 @@ POLL_S = 0.2
 DECISION_TIMEOUT_S = 300.0
 
 #: A TCP connect to the head's GCS port answers in milliseconds when a cluster is there; without
-#: this probe ``ray.init(address=HOST:PORT)`` retries for about a minute (issue 7: "seconds").
+#: this probe ``ray.init(address=HOST:PORT)`` retries for about a minute before it gives up, and a
+#: mistyped address should cost seconds.
 PROBE_TIMEOUT_S = 3.0
 
 
@@ -87,7 +89,7 @@ def start_ray(address: str | None = None, *, num_cpus: int | None = None) -> boo
     A local Ray gets every CPU and GPU Ray detects on the machine (cgroup limits included) or
     ``num_cpus``, no dashboard and quiet logs; a Ray already initialised in this process is
     reused. Joining a cluster assumes cce-bench is installed on every node. Usage statistics
-    stay off unless the user set ``RAY_USAGE_STATS_ENABLED`` (issue 7, safe defaults).
+    stay off unless the user set ``RAY_USAGE_STATS_ENABLED``: nothing leaves the machine unasked.
     """
     import ray
 
@@ -258,8 +260,8 @@ def make_channel() -> Any:
     takes a run's slot.
 
     Ray places an actor that asks for no resources on a random node; on a worker node, losing
-    that node would take the channel with it and crash the study (issue 7, seen on a two-node
-    cluster in tests/test_cluster.py). A study cannot outlive its driver's node anyway.
+    that node would take the channel with it and crash the study (seen on a two-node cluster in
+    tests/test_cluster.py). A study cannot outlive its driver's node anyway.
     """
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -303,11 +305,8 @@ def run_training_task(
     """
     import ray
 
-    from cce_bench.train._spec import RunSpec
-
     ray.get(channel.started.remote(key))
-    if train_fn is None:  # imported here: fakes in tests run without torch
-        from cce_bench.train import train_run as train_fn
+    train_fn = train_fn or train_run
     spec = RunSpec.from_dict(spec_dict)
     reporter = ChannelReporter(channel, key, report_metric) if report_metric else None
     result = train_fn(spec, data, reporter)

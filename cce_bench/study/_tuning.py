@@ -1,6 +1,6 @@
 """Optuna's side of tuning: storage, one study per arm, sampler, pruner, search space, budget.
 
-DESIGN.md: "Optuna owns the search, Ray owns the compute". This module never touches Ray; the
+Optuna owns the search, Ray owns the compute: this module never touches Ray; the
 driver loop in ``cce_bench.study`` asks these studies for trials, runs them as Ray tasks and
 tells the results back, so only the driver process writes the storage (SQLite stays safe and a
 cluster needs no shared filesystem).
@@ -166,7 +166,8 @@ def best_params(study: optuna.Study, arm: Arm) -> dict[str, float]:
 
 
 # -- run specs and the tuning split --------------------------------------------------------------
-#: DESIGN.md: "Tuning never sees the test split": trials train on train and score on val.
+#: Tuning never sees the test split, or the tuned setting would be chosen on the images that
+#: judge it: trials train on train and score on val.
 TUNING_PARTS: tuple[str, ...] = ("train",)
 TUNING_EVAL_PART = "val"
 #: The part no tuning run may name; the split manifest in split.json lists its image ids.

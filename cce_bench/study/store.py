@@ -9,7 +9,7 @@ Layout of ``<results-dir>/<name>/`` (docs/interfaces.md, "Results store")::
     runs.jsonl      one JSON record per finished evaluation run, appended
     predictions/    ``<backbone>__<arm>__seed<k>.npz``: image_ids, y_true, proba per run
 
-DESIGN.md: "everything a run produced is on disk before it is counted". A run counts once its
+Everything a run produced is on disk before it is counted: a run counts once its
 line is in ``runs.jsonl``; its predictions are written before that line (tmp file +
 ``os.replace``, atomic on POSIX), and the line is appended with one ``write`` followed by
 ``fsync``. A driver killed at any instant therefore leaves either no trace of a run, orphan
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import json
 import os
 import secrets
@@ -131,7 +132,8 @@ class ResultsStore:
         return self.study_path.is_file()
 
     def ensure_writable(self) -> None:
-        """Create the folder and prove it takes files, before any work starts (issue 7)."""
+        """Create the folder and prove it takes files, before any work starts (a study that
+        cannot write its first result should fail in a second, not after an hour of training)."""
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryFile(dir=self.root):
@@ -299,8 +301,6 @@ def _ends_with_newline(path: Path) -> bool:
 
 
 def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
-    import io
-
     buffer = io.BytesIO()
     plain = {}
     for name, value in arrays.items():

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+import cce_bench
 from cce_bench.train._spec import RunSpecError
 
 if TYPE_CHECKING:
@@ -104,8 +105,6 @@ def library_versions(device: torch.device) -> dict[str, str]:
     import timm
     import torch
 
-    import cce_bench
-
     versions = {
         "cce_bench": cce_bench.__version__,
         "torch": torch.__version__,
@@ -128,8 +127,6 @@ def source_commit() -> str | None:
 
     Cached: a pooled worker asks git once, not once per run.
     """
-    import cce_bench
-
     return commit_of(Path(cce_bench.__file__).resolve().parent.parent)
 
 

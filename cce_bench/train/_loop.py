@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cce_bench.models import backbone_normalization, check_image_size, create_backbone
 from cce_bench.train._device import (
     PartOnDevice,
     autocast_dtype,
@@ -240,7 +241,6 @@ class Trainer:
         import torch
 
         from cce_bench.losses import get_loss
-        from cce_bench.models import backbone_normalization, check_image_size, create_backbone
 
         check_image_size(spec.backbone, data.image_size)
         train_idx, eval_idx = part_indices(spec, data)

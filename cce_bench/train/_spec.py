@@ -35,7 +35,8 @@ class RunSpec:
 
     ``seed`` fixes the model's initialisation, the order of the training images and the
     augmentation stream, each from its own stream, none of which depends on the loss: a CE run
-    and a CCE run with the same seed are paired (DESIGN.md, "Paired seeds"). ``warmup_epochs``
+    and a CCE run with the same seed are paired, so the report can compare them seed by seed
+    with paired tests. ``warmup_epochs``
     of linear warm-up precede a cosine decay to zero, both stepped per batch.
     ``channels_last="auto"`` turns it on everywhere: it was faster for every convolutional family
     measured on CPU (see ``cce_bench.train``) and is the layout cuDNN's tensor-core kernels want.
