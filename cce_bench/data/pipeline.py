@@ -43,27 +43,17 @@ def load_run_data(
     """Load a source, split it and decode it once at ``image_size``.
 
     ``source`` None (or ``"auto"``) detects the source from ``path``; ``"synthetic"`` needs no
-    path and generates ``n_images`` images (``SYNTHETIC_N_IMAGES`` by default) at ``image_size`` and
-    ``difficulty`` (None: the generator's default). ``resize_mode`` (``squash``,
-    ``center_crop`` or ``pad``) is how a non-square image becomes a square; it is part of the
-    cache key (``cce_bench.data.cache``). ``metadata`` points HAM10000 / hmnist sources to
-    their CSV when it is not beside the images. Returns the labelled images, the prepared data
-    with parts ``train``/``val``/``test``, and the split manifest (``splits.split_manifest``
-    plus the split settings under ``"split"``).
+    path and generates ``n_images`` images (``SYNTHETIC_N_IMAGES`` by default) at
+    ``image_size`` and ``difficulty`` (None: the generator's default). ``resize_mode``
+    (``squash``, ``center_crop`` or ``pad``) is how a non-square image becomes a square; it is
+    part of the cache key (``cce_bench.data.cache``). ``metadata`` points HAM10000 / hmnist
+    sources to their CSV when it is not beside the images. Returns the labelled images, the
+    prepared data with parts ``train``/``val``/``test``, and the split manifest
+    (``splits.split_manifest`` plus the split settings under ``"split"``).
     """
     if source in (None, "auto"):
         source = "synthetic" if path is None else detect_source(path)
-    options: dict[str, Any] = {}
-    if source == "synthetic":
-        options.update(
-            n_images=SYNTHETIC_N_IMAGES if n_images is None else n_images,
-            image_size=image_size,
-            seed=SYNTHETIC_DATA_SEED,
-        )
-        if difficulty is not None:
-            options["difficulty"] = difficulty
-    if metadata is not None:
-        options["metadata"] = Path(metadata)
+    options = _source_options(source, image_size, n_images, difficulty, metadata)
     labeled = load_source(source, path, **options)
     parts = make_split(
         labeled, split, test_fraction=test_fraction, val_fraction=val_fraction, seed=split_seed
@@ -76,16 +66,31 @@ def load_run_data(
         cache_dir=cache_dir,
         progress=progress,
     )
-    manifest = {
-        "split": {
-            "kind": split,
-            "test_fraction": test_fraction,
-            "val_fraction": val_fraction,
-            "seed": split_seed,
-        },
-        **split_manifest(labeled, parts),
-    }
+    settings = {"kind": split, "test_fraction": test_fraction, "val_fraction": val_fraction}
+    manifest = {"split": {**settings, "seed": split_seed}, **split_manifest(labeled, parts)}
     return labeled, data, manifest
+
+
+def _source_options(
+    source: str,
+    image_size: int,
+    n_images: int | None,
+    difficulty: float | None,
+    metadata: str | os.PathLike[str] | None,
+) -> dict[str, Any]:
+    """What the source's loader takes: the synthetic source's size and seed, a metadata CSV."""
+    options: dict[str, Any] = {}
+    if source == "synthetic":
+        options.update(
+            n_images=SYNTHETIC_N_IMAGES if n_images is None else n_images,
+            image_size=image_size,
+            seed=SYNTHETIC_DATA_SEED,
+        )
+        if difficulty is not None:
+            options["difficulty"] = difficulty
+    if metadata is not None:
+        options["metadata"] = Path(metadata)
+    return options
 
 
 def split_differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
