@@ -11,17 +11,9 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 #: ``study.toml`` as a started study keeps it (the schema's defaults fill in the rest).
 STORED_STUDY = """name = "tiny"
-
-[data]
-source = "synthetic"
-n_images = 200
-image_size = 32
-
-[models]
-backbones = ["resnet10t"]
-
-[losses]
-arms = ["ce", "cce"]
+data = {source = "synthetic"}
+models = {backbones = ["resnet10t"]}
+losses = {arms = ["ce", "cce"]}
 """
 
 CLEAN_SPEC = {"backbone": "resnet10t", "loss": "ce", "lr": 0.001,

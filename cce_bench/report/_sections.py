@@ -6,6 +6,7 @@ Each function returns one markdown section as a string, from the loaded results
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
@@ -153,6 +154,20 @@ def _count(info: dict[str, Any], number_key: str, list_key: str) -> str:
     return str(len(set(values))) if isinstance(values, list) else "—"
 
 
+def _arm_table(
+    results: StudyResults, metrics: Sequence[str], headers: Sequence[str]
+) -> pd.DataFrame:
+    """One row per backbone and arm of the study: "mean ± sd" of each metric over its seeds."""
+    return metric_table(
+        results.runs,
+        metrics,
+        headers,
+        backbones=results.backbones,
+        arms=results.arms,
+        arm_labels=results.arm_labels,
+    )
+
+
 def completeness_section(results: StudyResults) -> str:
     """ "Runs that did not complete": every failed, diverged, interrupted or missing run."""
     missing = incomplete_runs(results)
@@ -179,14 +194,7 @@ def completeness_section(results: StudyResults) -> str:
 
 def table1_section(results: StudyResults) -> str:
     """Table 1 in the paper's format, with the published values for HAM10000 studies."""
-    table = metric_table(
-        results.runs,
-        PAPER_METRICS,
-        PAPER_HEADERS,
-        backbones=results.backbones,
-        arms=results.arms,
-        arm_labels=results.arm_labels,
-    )
+    table = _arm_table(results, PAPER_METRICS, PAPER_HEADERS)
     is_ham = results.spec.data.source == "ham10000"
     if is_ham:
         table = with_paper_rows(table, backbones=results.backbones)
@@ -219,14 +227,7 @@ def table1_section(results: StudyResults) -> str:
 def clinical_section(results: StudyResults) -> str:
     """Top-1, balanced accuracy, macro F1, melanoma sensitivity and macro AUC per arm."""
     headers = [METRIC_LABELS[m] + (" (%)" if metric_scale(m)[1] else "") for m in CLINICAL_METRICS]
-    table = metric_table(
-        results.runs,
-        CLINICAL_METRICS,
-        headers,
-        backbones=results.backbones,
-        arms=results.arms,
-        arm_labels=results.arm_labels,
-    )
+    table = _arm_table(results, CLINICAL_METRICS, headers)
     return "\n".join(
         [
             "## Clinical metrics",
@@ -251,14 +252,7 @@ def external_section(results: StudyResults) -> str:
     if not any(column in results.runs for column in columns):
         return ""
     headers = [*PAPER_HEADERS, *(METRIC_LABELS[metric] for metric in CLINICAL_METRICS)]
-    table = metric_table(
-        results.runs,
-        columns,
-        headers,
-        backbones=results.backbones,
-        arms=results.arms,
-        arm_labels=results.arm_labels,
-    )
+    table = _arm_table(results, columns, headers)
     source = results.spec.data.external_test
     return "\n".join(
         [
