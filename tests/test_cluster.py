@@ -42,16 +42,18 @@ from cce_bench.store import ResultsStore
 pytestmark = [
     pytest.mark.cluster,
     pytest.mark.slow,
-    pytest.mark.timeout(180),
+    pytest.mark.timeout(1200),  # a last resort: STALL_S below is the real hang guard
     pytest.mark.skipif(
         os.environ.get("CCE_BENCH_SKIP_CLUSTER") == "1", reason="CCE_BENCH_SKIP_CLUSTER=1"
     ),
 ]
 
 RAY = str(Path(sys.executable).with_name("ray"))
-#: The whole scenario (two nodes up, study, node lost, study done) must end within this; it
-#: takes about a minute on 2 busy CPU cores, mostly each node's first import of torch.
-BUDGET_S = 90.0
+#: The scenario fails when nothing moves for this long: no node comes up, no trial or run
+#: finishes. It is a hang guard, not a speed check: the scenario takes about a minute on an idle
+#: fast machine, several on a slow one whose other core is busy (each node's first import of
+#: torch and Ray's start-up dominate), and only progress, never a total, is required of it.
+STALL_S = 300.0
 N_TRIALS, SEEDS = 2, 2
 
 
@@ -84,11 +86,13 @@ class LoopbackCluster:
         self.nodes: dict[str, subprocess.Popen] = {}
         self.node_ids: dict[str, str] = {}
 
-    def start(self, deadline: float) -> None:
+    def start(self) -> None:
+        """Start both nodes; each must bring up its raylet within ``STALL_S``."""
         port = self.address.rpartition(":")[2]
         self._start_node("head", ["--head", f"--port={port}", "--include-dashboard=false",
-                                  f"--ray-client-server-port={free_port()}"], deadline)  # fmt: skip
-        self._start_node("worker", [f"--address={self.address}"], deadline)
+                                  f"--ray-client-server-port={free_port()}"],
+                         time.monotonic() + STALL_S)  # fmt: skip
+        self._start_node("worker", [f"--address={self.address}"], time.monotonic() + STALL_S)
 
     def _start_node(self, name: str, args: list[str], deadline: float) -> None:
         """``ray start --block``: it stays in the foreground, so the node is one session."""
@@ -157,6 +161,21 @@ def finished_jobs(root: Path) -> dict[str, str]:
     return jobs
 
 
+class ProgressWatch:
+    """Fails a wait only when no trial or run has finished for ``STALL_S``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.seen = 0
+        self.deadline = time.monotonic() + STALL_S
+
+    def check(self, what: str) -> None:
+        finished = len(finished_jobs(self.root))
+        if finished > self.seen:
+            self.seen, self.deadline = finished, time.monotonic() + STALL_S
+        assert time.monotonic() < self.deadline, f"{what} for {STALL_S:.0f} s"
+
+
 @pytest.fixture(scope="module")
 def cluster_run(tmp_path_factory) -> ClusterRun:
     """Start both nodes, run the study, lose the worker node, finish; then stop everything."""
@@ -165,18 +184,20 @@ def cluster_run(tmp_path_factory) -> ClusterRun:
     root = folder / "results" / "tiny"
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
            "RAY_USAGE_STATS_ENABLED": "0"}  # fmt: skip
-    deadline = time.monotonic() + BUDGET_S
     cluster, driver = LoopbackCluster(folder, env), None
     try:
-        cluster.start(deadline)
+        cluster.start()
         driver = start_driver(study, folder / "results", cluster.address, env)
+        watch = ProgressWatch(root)
         while cluster.node_ids["worker"] not in finished_jobs(root).values():
             assert driver.poll() is None, (folder / "driver.log").read_text()
-            assert time.monotonic() < deadline, "no run finished on the worker node in time"
+            watch.check("no run finished on the worker node")
             time.sleep(0.2)
         cluster.lose("worker")
         before_loss = finished_jobs(root)
-        returncode = driver.wait(timeout=max(1.0, deadline - time.monotonic()))
+        while (returncode := driver.poll()) is None:
+            watch.check("the study stopped making progress after the worker node was lost")
+            time.sleep(0.2)
     finally:
         if driver is not None:
             kill_session(driver.pid)

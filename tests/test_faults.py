@@ -32,7 +32,7 @@ from cce_bench.execution import start_ray
 from cce_bench.store import ResultsStore
 from cce_bench.study import run_study
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+pytestmark = pytest.mark.slow
 
 KEY = ("resnet10t", "ce", 0)
 
