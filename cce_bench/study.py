@@ -253,8 +253,13 @@ class StudyDriver:
             running = len(evaluator.running) if evaluator is not None else 0
             progress = arm_progress(study_dict, arm, study, self.records, eval_running=running)
             arms.append(replace(progress, problem=self.problems.get(arm)))
-        mean_job_s = sum(self.durations) / len(self.durations) if self.durations else None
         slots = self.spec.resources.max_concurrent
+        # The first job on each worker also pays its import of torch and timm (10-30 s on a
+        # slow CPU), so finished jobs replace the probe's estimate only from the second round.
+        measured = len(self.durations) >= 2 * slots or self.initial_eta_s is None
+        mean_job_s = (
+            sum(self.durations) / len(self.durations) if measured and self.durations else None
+        )
         eta_s = estimate_eta(tuple(arms), mean_job_s, self.phases, slots)
         if eta_s is None and self.initial_eta_s is not None:
             eta_s = max(0.0, self.initial_eta_s - (time.monotonic() - self.started))
