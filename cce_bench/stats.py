@@ -8,7 +8,10 @@ arm (CE) and ``b`` the other (CCE), and the analysis runs on the differences ``d
   and Wilcoxon signed-rank tests, effect size d_z and the seeds needed for 80% power;
 * :func:`sign_flip_pvalue`: the exact paired permutation test, which stays defined where the
   t-test is not (constant differences);
-* :func:`holm`: Holm's step-down correction over the whole family of comparisons in one report;
+* :func:`tost_paired`: the paired equivalence test against ±margin;
+* :func:`holm` and :func:`benjamini_hochberg`: family-wise error for a confirmatory family,
+  false discovery rate for an exploratory one;
+* :func:`seeds_needed`: how many paired seeds detect a given margin (prospective power);
 * :func:`mcnemar` and :func:`combine_pvalues`: per-image disagreement of the two arms at one
   seed, combined over seeds;
 * :func:`corrected_resampled_t`: the Nadeau-Bengio test for studies whose split changes with
@@ -210,6 +213,40 @@ def seeds_for_power(d_z: float, *, power: float = TARGET_POWER, alpha: float = A
     return int(nobs)
 
 
+def seeds_needed(sd_diff: float, margin: float, alpha: float, power: float = TARGET_POWER) -> int:
+    """Paired seeds a study needs to detect a true mean difference of ``margin``.
+
+    Prospective power: the smallest n at which the two-sided paired t-test at level ``alpha``
+    (the family's adjusted level when it is confirmatory) rejects with probability ``power``
+    when the differences have mean ``margin`` and standard deviation ``sd_diff`` (an estimate
+    from earlier seeds). This is :func:`seeds_for_power` at the standardised effect
+    ``margin / sd_diff`` (noncentral t, Cohen 1988, chapter 2). With ``sd_diff`` 0 (every seed
+    moved by the same amount) the deciding test is the exact sign-flip test, whose smallest p
+    is 2/2^n: the answer is the smallest n with 2/2^n <= alpha. An effect too small for the
+    solver (below ~1e-9 sd) gets the normal approximation, exact in that limit.
+    """
+    if not (math.isfinite(sd_diff) and sd_diff >= 0.0):
+        raise StatsInputError(
+            f"sd_diff must be a finite standard deviation >= 0, got {sd_diff}; it needs at "
+            "least two paired seeds"
+        )
+    if not (math.isfinite(margin) and margin > 0.0):
+        raise StatsInputError(f"margin must be > 0 (in metric units), got {margin}")
+    if not (0.0 < alpha < power < 1.0):
+        raise StatsInputError(f"need 0 < alpha < power < 1, got alpha {alpha}, power {power}")
+    if sd_diff == 0.0:
+        n = 1
+        while 2.0 / 2.0**n > alpha:
+            n += 1
+        return n
+    d_z = margin / sd_diff
+    n = seeds_for_power(d_z, power=power, alpha=alpha)
+    if n is None:
+        z = scipy_stats.norm.ppf(1 - alpha / 2) + scipy_stats.norm.ppf(power)
+        return math.ceil((z / d_z) ** 2)
+    return n
+
+
 def _effect_size(d: np.ndarray) -> tuple[float, float]:
     """(sd of d with ddof 1, d_z = mean / sd); d_z is 0 for all-zero d and ±inf for constant d."""
     if d.size < 2:
@@ -260,6 +297,32 @@ def paired_comparison(a: ArrayLike, b: ArrayLike) -> dict:
     }
 
 
+def tost_paired(a: ArrayLike, b: ArrayLike, margin: float) -> dict:
+    """Paired equivalence test: is the mean of ``d = b - a`` inside (-margin, +margin)?
+
+    Schuirmann's (1987) two one-sided tests: ``p_lower`` is the paired t-test of H0 mean(d) <=
+    -margin against mean(d) > -margin, ``p_upper`` of H0 mean(d) >= +margin against mean(d) <
+    +margin, and ``p_value = max(p_lower, p_upper)``. Equivalence at level alpha is p_value <
+    alpha, the same as the (1 - 2 alpha) t interval lying inside ±margin; it is a
+    level-alpha test with no further correction for the two sides, since both must reject.
+
+    Without spread (one seed, or constant differences c) the t statistics are ±inf or 0/0;
+    each side's p is then its exact one-sided sign-flip p, as for :func:`paired_comparison`:
+    1/2^n when every shifted difference (c + margin, or margin - c) is positive, else 1.
+    """
+    if not (math.isfinite(margin) and margin > 0.0):
+        raise StatsInputError(f"margin must be > 0 (in metric units), got {margin}")
+    d = paired_differences(a, b)
+    n = d.size
+    if n < 2 or np.all(d == d[0]):
+        p_lower = 0.5**n if d[0] + margin > 0.0 else 1.0
+        p_upper = 0.5**n if margin - d[0] > 0.0 else 1.0
+    else:
+        p_lower = float(scipy_stats.ttest_1samp(d, -margin, alternative="greater").pvalue)
+        p_upper = float(scipy_stats.ttest_1samp(d, margin, alternative="less").pvalue)
+    return {"p_value": max(p_lower, p_upper), "p_lower": p_lower, "p_upper": p_upper}
+
+
 def holm(pvalues: ArrayLike) -> np.ndarray:
     """Holm's step-down adjusted p-values (statsmodels ``multipletests(method="holm")``).
 
@@ -268,13 +331,30 @@ def holm(pvalues: ArrayLike) -> np.ndarray:
     could not be computed) stay NaN and are left out of the family, so they neither count
     towards the number of tests nor hide a result. Order is preserved.
     """
+    return _adjust(pvalues, "holm")
+
+
+def benjamini_hochberg(pvalues: ArrayLike) -> np.ndarray:
+    """Benjamini-Hochberg (1995) adjusted p-values (statsmodels ``method="fdr_bh"``).
+
+    For an exploratory family, where a few false leads are acceptable: rejecting every
+    adjusted p below q keeps the expected share of false discoveries among the rejections at
+    most q. The bound holds for independent tests and for positively dependent ones
+    (Benjamini & Yekutieli 2001), as the metrics of one set of runs are. NaN p-values stay
+    NaN and are left out of the family, as in :func:`holm`. Order is preserved.
+    """
+    return _adjust(pvalues, "fdr_bh")
+
+
+def _adjust(pvalues: ArrayLike, method: str) -> np.ndarray:
+    """statsmodels ``multipletests`` over the non-NaN p-values; NaN stays NaN."""
     p = np.asarray(pvalues, dtype=np.float64).ravel()
     finite = ~np.isnan(p)
     if np.any((p[finite] < 0) | (p[finite] > 1)):
         raise StatsInputError(f"p-values must lie in [0, 1], got {p[finite].tolist()}")
     adjusted = np.full_like(p, np.nan)
     if finite.any():
-        adjusted[finite] = multipletests(p[finite], method="holm")[1]
+        adjusted[finite] = multipletests(p[finite], method=method)[1]
     return adjusted
 
 

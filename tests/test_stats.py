@@ -5,10 +5,15 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats as scipy_stats
 from scipy.stats import permutation_test, rankdata
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.power import TTestPower
+from statsmodels.stats.weightstats import ttost_paired
 
 from cce_bench.stats import (
     StatsInputError,
+    benjamini_hochberg,
     combine_pvalues,
     corrected_resampled_t,
     holm,
@@ -16,7 +21,9 @@ from cce_bench.stats import (
     paired_comparison,
     paired_t_power,
     seeds_for_power,
+    seeds_needed,
     sign_flip_pvalue,
+    tost_paired,
     verdict,
     wilcoxon_pvalue,
 )
@@ -220,6 +227,133 @@ def test_seeds_for_power_is_none_without_a_finite_nonzero_effect():
     assert seeds_for_power(0.0) is None
     assert seeds_for_power(math.inf) is None
     assert seeds_for_power(math.nan) is None
+
+
+# Paired metric values of five seeds: near-equivalent, clearly better, and spread wide.
+TOST_CASES = [
+    ([0.700, 0.712, 0.695, 0.705, 0.690], [0.703, 0.709, 0.701, 0.707, 0.688]),
+    ([0.700, 0.712, 0.695, 0.705, 0.690], [0.731, 0.745, 0.722, 0.740, 0.716]),
+    ([0.70, 0.75, 0.62, 0.81, 0.66], [0.74, 0.69, 0.70, 0.77, 0.71]),
+]
+
+
+@pytest.mark.parametrize(("a", "b"), TOST_CASES, ids=["equivalent", "better", "wide"])
+@pytest.mark.parametrize("margin", [0.005, 0.01, 0.05])
+def test_tost_paired_matches_statsmodels_ttost_paired(a, b, margin):
+    p_value, (_, p_lower, _), (_, p_upper, _) = ttost_paired(
+        np.array(b), np.array(a), -margin, margin
+    )
+    result = tost_paired(a, b, margin)
+    np.testing.assert_allclose(
+        [result["p_value"], result["p_lower"], result["p_upper"]],
+        [p_value, p_lower, p_upper],
+        rtol=1e-9,
+    )
+
+
+@pytest.mark.parametrize(("a", "b"), TOST_CASES, ids=["equivalent", "better", "wide"])
+def test_tost_rejects_exactly_when_the_ninety_percent_t_interval_lies_inside_the_margin(a, b):
+    d = np.subtract(b, a)
+    interval = scipy_stats.ttest_1samp(d, 0.0).confidence_interval(confidence_level=0.90)
+    for margin in np.linspace(0.001, 0.06, 60):
+        inside = -margin < interval.low and interval.high < margin
+        assert (tost_paired(a, b, margin)["p_value"] < 0.05) == inside
+
+
+def test_tost_of_constant_differences_uses_the_one_sided_sign_flip_p():
+    inside = tost_paired([0.70] * 4, [0.705] * 4, margin=0.01)
+    outside = tost_paired([0.70] * 4, [0.72] * 4, margin=0.01)
+    assert (inside["p_lower"], inside["p_upper"], inside["p_value"]) == (1 / 16, 1 / 16, 1 / 16)
+    assert (outside["p_lower"], outside["p_upper"], outside["p_value"]) == (1 / 16, 1.0, 1.0)
+
+
+def test_tost_rejects_a_margin_that_is_not_positive():
+    with pytest.raises(StatsInputError, match="margin"):
+        tost_paired([0.7, 0.8], [0.7, 0.9], margin=0.0)
+
+
+def test_benjamini_hochberg_matches_statsmodels_fdr_bh():
+    p = np.random.default_rng(7).uniform(0, 0.2, size=12) ** 2
+    np.testing.assert_allclose(
+        benjamini_hochberg(p), multipletests(p, method="fdr_bh")[1], rtol=1e-15
+    )
+
+
+def test_benjamini_hochberg_matches_hand_computed_step_up():
+    # Sorted 0.005, 0.01, 0.03, 0.04 times 4/1, 4/2, 4/3, 4/4 = 0.02, 0.02, 0.04, 0.04, made
+    # monotone from the top (already), reported in the input order.
+    np.testing.assert_allclose(
+        benjamini_hochberg([0.01, 0.04, 0.03, 0.005]), [0.02, 0.04, 0.04, 0.02], rtol=1e-15
+    )
+
+
+def test_benjamini_hochberg_keeps_nan_and_leaves_it_out_of_the_family():
+    adjusted = benjamini_hochberg([0.01, math.nan, 0.04, 0.03])
+    expected = multipletests([0.01, 0.04, 0.03], method="fdr_bh")[1]
+    assert math.isnan(adjusted[1])
+    np.testing.assert_allclose(adjusted[[0, 2, 3]], expected, rtol=1e-15)
+
+
+def test_benjamini_hochberg_rejects_values_outside_the_unit_interval():
+    with pytest.raises(StatsInputError, match=r"\[0, 1\]"):
+        benjamini_hochberg([-0.1, 0.5])
+
+
+def power_by_noncentral_t(effect: float, n: int, alpha: float) -> float:
+    """Two-sided paired t-test power from scipy's noncentral t, both rejection regions."""
+    critical = scipy_stats.t.ppf(1 - alpha / 2, n - 1)
+    noncentrality = effect * math.sqrt(n)
+    return scipy_stats.nct.sf(critical, n - 1, noncentrality) + scipy_stats.nct.cdf(
+        -critical, n - 1, noncentrality
+    )
+
+
+@pytest.mark.parametrize(
+    ("sd_diff", "margin", "alpha", "power"),
+    [
+        (0.02, 0.01, 0.05, 0.8),
+        (0.02, 0.01, 0.0125, 0.8),
+        (0.008, 0.01, 0.0125, 0.9),
+        (0.03, 0.01, 0.05, 0.8),
+        (0.001, 0.01, 0.0125, 0.8),
+    ],
+)
+def test_seeds_needed_is_the_smallest_n_whose_noncentral_t_power_reaches_the_target(
+    sd_diff, margin, alpha, power
+):
+    n = seeds_needed(sd_diff, margin, alpha, power)
+    assert power_by_noncentral_t(margin / sd_diff, n, alpha) >= power
+    assert n == 2 or power_by_noncentral_t(margin / sd_diff, n - 1, alpha) < power
+
+
+@pytest.mark.parametrize(("sd_diff", "alpha"), [(0.02, 0.05), (0.02, 0.0125), (0.015, 0.01)])
+def test_seeds_needed_agrees_with_statsmodels_ttestpower(sd_diff, alpha):
+    n = seeds_needed(sd_diff, 0.01, alpha)
+    solved = TTestPower().solve_power(effect_size=0.01 / sd_diff, alpha=alpha, power=0.8)
+    assert n == math.ceil(solved)
+    assert TTestPower().power(0.01 / sd_diff, n, alpha) == pytest.approx(
+        power_by_noncentral_t(0.01 / sd_diff, n, alpha), rel=1e-9
+    )
+
+
+def test_seeds_needed_without_spread_is_where_the_sign_flip_p_reaches_alpha():
+    # 2/2^5 = 0.0625 > 0.05 >= 2/2^6; 2/2^7 = 0.0156 > 0.0125 >= 2/2^8.
+    assert seeds_needed(0.0, 0.01, 0.05) == 6
+    assert seeds_needed(0.0, 0.01, 0.0125) == 8
+
+
+@pytest.mark.parametrize(
+    ("sd_diff", "margin", "alpha", "power", "match"),
+    [
+        (math.nan, 0.01, 0.05, 0.8, "sd_diff"),
+        (-0.01, 0.01, 0.05, 0.8, "sd_diff"),
+        (0.01, 0.0, 0.05, 0.8, "margin"),
+        (0.01, 0.01, 0.9, 0.8, "alpha"),
+    ],
+)
+def test_seeds_needed_rejects_impossible_inputs(sd_diff, margin, alpha, power, match):
+    with pytest.raises(StatsInputError, match=match):
+        seeds_needed(sd_diff, margin, alpha, power)
 
 
 def test_holm_matches_hand_computed_step_down():
