@@ -12,6 +12,8 @@ arm (CE) and ``b`` the other (CCE), and the analysis runs on the differences ``d
 * :func:`holm` and :func:`benjamini_hochberg`: family-wise error for a confirmatory family,
   false discovery rate for an exploratory one;
 * :func:`seeds_needed`: how many paired seeds detect a given margin (prospective power);
+* :func:`anytime_paired_t`: the safe t-test and its confidence sequence, valid at every seed
+  however a study stops or continues;
 * :func:`mcnemar` and :func:`combine_pvalues`: per-image disagreement of the two arms at one
   seed, combined over seeds;
 * :func:`corrected_resampled_t`: the Nadeau-Bengio test for studies whose split changes with
@@ -64,6 +66,10 @@ MAX_EXACT_SIGN_FLIPS = 40
 #: Random sign patterns of the Monte Carlo sign-flip p above :data:`MAX_EXACT_SIGN_FLIPS`:
 #: its standard error is below 0.0005 at any p.
 SIGN_FLIP_RESAMPLES = 2**20
+
+#: Prior variance g of the standardised effect in the safe t-test: g = 1 is the unit-information
+#: prior (one observation's worth), the default of Pérez-Ortiz et al. (2024).
+SAFE_T_PRIOR_VARIANCE = 1.0
 
 #: Above this many seeds ``solve_power`` is trusted as is; below, its answer is checked stepwise.
 STEP_LIMIT = 1000
@@ -356,6 +362,92 @@ def _adjust(pvalues: ArrayLike, method: str) -> np.ndarray:
     if finite.any():
         adjusted[finite] = multipletests(p[finite], method=method)[1]
     return adjusted
+
+
+def safe_t_evalue(t: ArrayLike, n: ArrayLike, g: float = SAFE_T_PRIOR_VARIANCE) -> np.ndarray:
+    """E-value of the safe one-sample t-test for statistic ``t`` after ``n`` observations.
+
+    E_n = (1 + n g)^(-1/2) [(1 + t^2/nu) / (1 + t^2/(nu (1 + n g)))]^((nu + 1)/2), nu = n - 1:
+    the Bayes factor of a normal N(0, g) prior on the standardised effect against 0 (Gönen,
+    Johnson, Lu & Westfall 2005), which under the right-Haar prior on sigma is an e-process
+    for H0: mean = 0 in the data's scale-invariant filtration (Pérez-Ortiz, Lardy, de Heide &
+    Grünwald 2024, Annals of Statistics). It grows with |t| towards (1 + n g)^(nu/2), the value
+    at t = ±inf (no spread); vectorised over ``t`` and ``n`` (n >= 2).
+    """
+    t, n = np.broadcast_arrays(np.asarray(t, dtype=np.float64), np.asarray(n, dtype=np.float64))
+    nu, scale = n - 1.0, 1.0 + n * g
+    with np.errstate(invalid="ignore", over="ignore"):
+        t2 = np.square(t)
+        log_ratio = np.log1p(t2 / nu) - np.log1p(t2 / (nu * scale))
+    log_ratio = np.where(np.isinf(t), np.log(scale), log_ratio)
+    return np.exp(-0.5 * np.log(scale) + 0.5 * (nu + 1.0) * log_ratio)
+
+
+def anytime_paired_t(diffs: ArrayLike, alpha: float, m: int = 1) -> dict:
+    """Anytime-valid paired test and confidence sequence after the first n seeds' differences.
+
+    The safe t-test (:func:`safe_t_evalue`) of H0: mean(d) = 0 at level ``alpha / m``,
+    Bonferroni over a family of ``m`` comparisons. Ville's inequality bounds the chance that
+    its e-value ever reaches ``m / alpha``, at any n, by ``alpha / m``; a rejection at
+    whatever n a study stops is inside that event, so the study may look after every seed,
+    stop, or add seeds by any rule (the interval against a margin included) and the
+    family-wise error stays at most ``alpha``.
+
+    Returns:
+        ``e_value`` (against mean 0), ``reject`` (``e_value >= m / alpha``), and ``cs_low`` /
+        ``cs_high``: the confidence sequence at level ``alpha / m``, the open interval of the
+        means mu0 whose e-value (the same test on ``d - mu0``) stays below ``m / alpha``. It
+        covers the true mean at every n at once with probability >= 1 - alpha / m, so it can
+        be read at any stop; ``reject`` is the same as 0 lying outside it. The e-value depends
+        on mu0 only through t^2, so the interval is mean ± t* sd / sqrt(n), with t* from the
+        closed-form inverse of the e-value (:func:`_safe_t_critical`).
+
+    Edge cases: fewer than 2 differences carry no evidence (e-value 1, interval (-inf, inf)).
+    No e-value exceeds (1 + n)^((n - 1)/2), its limit at |t| = inf: until that reaches
+    ``m / alpha`` (n >= 6 at m = 4, alpha = 0.05) nothing can be rejected and the interval is
+    (-inf, inf). Without spread (constant differences c) the e-value is its limit as the sd
+    goes to 0: (1 + n)^(-1/2) when c = 0 (t = 0), that maximum otherwise, and the interval
+    is the single value [c, c] once n can reject at all. Metric differences are ratios of
+    image counts, so identical arms give c = 0 exactly and are "equivalent" at any margin.
+    """
+    d = np.asarray(diffs, dtype=np.float64).ravel()
+    if not np.isfinite(d).all():
+        raise StatsInputError("anytime_paired_t needs finite differences; drop undefined seeds")
+    if not (0.0 < alpha < 1.0) or m < 1:
+        raise StatsInputError(f"need 0 < alpha < 1 and m >= 1, got alpha {alpha}, m {m}")
+    threshold, n = m / alpha, d.size
+    if n < 2:
+        return {"e_value": 1.0, "reject": False, "cs_low": -math.inf, "cs_high": math.inf}
+    mean, constant = float(d.mean()), bool(np.all(d == d[0]))
+    if constant:
+        se, t = 0.0, (0.0 if d[0] == 0.0 else math.copysign(math.inf, float(d[0])))
+    else:
+        se = float(d.std(ddof=1)) / math.sqrt(n)
+        t = mean / se
+    e_value = float(safe_t_evalue(t, n))
+    critical = _safe_t_critical(n, threshold)
+    half_width = math.inf if math.isinf(critical) else critical * se
+    return {
+        "e_value": e_value,
+        "reject": e_value >= threshold,
+        "cs_low": mean - half_width,
+        "cs_high": mean + half_width,
+    }
+
+
+def _safe_t_critical(n: int, threshold: float, g: float = SAFE_T_PRIOR_VARIANCE) -> float:
+    """|t| at which :func:`safe_t_evalue` equals ``threshold``; inf when it never does.
+
+    With x = t^2, k = 1 + n g and R = (threshold sqrt(k))^(2/(nu + 1)), the equation
+    (1 + x/nu) / (1 + x/(nu k)) = R is linear in x: x = nu (R - 1) / (1 - R/k), which is
+    finite and positive when R < k, i.e. when the e-value's limit (1 + n g)^(nu/2) exceeds
+    the threshold. Closed form rather than a root finder: exact, and no bracket to choose.
+    """
+    nu, scale = n - 1.0, 1.0 + n * g
+    ratio = math.exp(2.0 * (math.log(threshold) + 0.5 * math.log(scale)) / (nu + 1.0))
+    if ratio >= scale:
+        return math.inf
+    return math.sqrt(nu * (ratio - 1.0) / (1.0 - ratio / scale))
 
 
 def mcnemar(pred_a: ArrayLike, pred_b: ArrayLike, y_true: ArrayLike) -> float:
