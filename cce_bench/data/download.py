@@ -266,8 +266,8 @@ class _Job:
                     f"{file.name}: SHA-256 {digests[file.name]['sha256']} differs from "
                     f"{first.get('sha256')}, recorded in {self.lock} at its first download "
                     f"({first.get('first_downloaded', 'date unknown')}); the file on the server "
-                    "changed or this copy is damaged: run the same command again, or delete the "
-                    "lock file to accept the new file (nothing was kept)"
+                    "changed since, or this copy is damaged: try again later, or delete the lock "
+                    "file to accept the new file (nothing was kept)"
                 )
 
     def _place(self, file: RemoteFile, digest: dict[str, Any], progress: Progress) -> None:

@@ -65,7 +65,7 @@ def unpack_zip(
     """
     try:
         with zipfile.ZipFile(archive) as bundle:
-            entries = checked_entries(archive, bundle, target, max_bytes)
+            entries = checked_entries(archive, bundle, max_bytes)
             total = sum(info.file_size for info, _ in entries if not info.is_dir())
             target.mkdir(parents=True, exist_ok=True)
             root = target.resolve()
@@ -83,29 +83,29 @@ def unpack_zip(
 
 
 def checked_entries(
-    archive: Path, bundle: zipfile.ZipFile, target: Path, max_bytes: int
+    archive: Path, bundle: zipfile.ZipFile, max_bytes: int
 ) -> list[tuple[zipfile.ZipInfo, PurePosixPath]]:
-    """Each entry to write with its path below ``target``; refuses the archive if one is unsafe."""
+    """Each entry to write with its relative path; refuses the archive if one is unsafe."""
     entries: list[tuple[zipfile.ZipInfo, PurePosixPath]] = []
     declared = 0
     for info in bundle.infolist():
-        parts = _safe_parts(archive, info, target)
+        parts = _safe_parts(archive, info)
         if not parts or parts[0] in _SKIPPED_FOLDERS or parts[-1] in _SKIPPED_FILES:
             continue
         if stat.S_ISLNK(info.external_attr >> 16):
             raise UnsafeArchiveError(
                 f"{archive.name}: entry {info.filename!r} is a symbolic link, which could point "
-                f"outside {target}; the archive was refused and nothing was kept: it is not the "
-                "published file, so tell whoever serves it"
+                "anywhere; the archive was refused and nothing was kept: it is not the published "
+                "file, so tell whoever serves it"
             )
         declared += 0 if info.is_dir() else info.file_size
         entries.append((info, PurePosixPath(*parts)))
     if declared > max_bytes:
-        raise _too_large(archive, declared, max_bytes)
+        raise _too_large(archive, f"{declared:,} declared", max_bytes)
     return _without_single_top_folder(entries)
 
 
-def _safe_parts(archive: Path, info: zipfile.ZipInfo, target: Path) -> tuple[str, ...]:
+def _safe_parts(archive: Path, info: zipfile.ZipInfo) -> tuple[str, ...]:
     """The entry's path parts, or ``UnsafeArchiveError`` if it is absolute or climbs with ``..``.
 
     Backslashes count as separators: a zip written on Windows may use them, and ``..\\x`` must
@@ -116,9 +116,9 @@ def _safe_parts(archive: Path, info: zipfile.ZipInfo, target: Path) -> tuple[str
     drive = len(name) > 1 and name[1] == ":"
     if name.startswith("/") or drive or ".." in parts:
         raise UnsafeArchiveError(
-            f"{archive.name}: entry {info.filename!r} would be written outside {target}; the "
-            "archive was refused and nothing was kept: it is not the published file, so tell "
-            "whoever serves it"
+            f"{archive.name}: entry {info.filename!r} would be written outside the folder it "
+            "unpacks into; the archive was refused and nothing was kept: it is not the published "
+            "file, so tell whoever serves it"
         )
     return parts
 
@@ -162,7 +162,8 @@ def _write_entry(
                 while chunk := source.read(CHUNK):
                     written += len(chunk)
                     if written > max_bytes:
-                        raise _too_large(Path(bundle.filename or "archive"), written, max_bytes)
+                        name = Path(bundle.filename or "archive")
+                        raise _too_large(name, f"{written:,} written", max_bytes)
                     out.write(chunk)
     except OSError as error:
         if error.errno in NO_SPACE:
@@ -176,11 +177,10 @@ def _write_entry(
     return written
 
 
-def _too_large(archive: Path, size: int, max_bytes: int) -> ArchiveTooLargeError:
+def _too_large(archive: Path, size: str, max_bytes: int) -> ArchiveTooLargeError:
     return ArchiveTooLargeError(
-        f"{archive.name}: unpacks to more than {max_bytes:,} bytes ({size:,} so far), far more "
-        "than the published archive holds; refused as a zip bomb and nothing was kept: it is "
-        "not the published file, so tell whoever serves it"
+        f"{archive.name}: unpacks to more than {max_bytes:,} bytes ({size}); refused as a zip "
+        "bomb and nothing was kept: it is not the published file, so tell whoever serves it"
     )
 
 
