@@ -357,6 +357,27 @@ def test_an_interrupted_unpack_never_looks_finished_and_the_next_command_complet
     assert result.check.ok and not (tmp_path / ".ham.download").exists()
 
 
+def test_a_part_file_already_whole_is_kept_when_the_server_refuses_the_range(tmp_path, monkeypatch):
+    files = dermamnist_file()
+    _serve_as_published(monkeypatch, files)
+    part = tmp_path / ".d.download" / "files" / f"{NPZ}.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(files[NPZ])  # interrupted after the last byte, before the rename
+    with serving(mirror_routes(files)) as server:
+        result = download_dataset("dermamnist", tmp_path / "d", mirror=server.url)
+    assert server.ranges(f"/{NPZ}") == [f"bytes={len(files[NPZ])}-"]  # answered 416
+    assert result.check.ok and _entries(tmp_path) == ["d", f"d/{MARKER}", f"d/{NPZ}"]
+
+
+def test_an_empty_target_folder_is_filled(tmp_path, monkeypatch):
+    files = dermamnist_file()
+    _serve_as_published(monkeypatch, files)
+    (tmp_path / "d").mkdir()
+    with serving(mirror_routes(files)) as server:
+        result = download_dataset("dermamnist", tmp_path / "d", mirror=server.url)
+    assert result.fetched and (tmp_path / "d" / NPZ).read_bytes() == files[NPZ]
+
+
 def test_a_finished_download_is_recognised_and_not_fetched_again(tmp_path, monkeypatch, capsys):
     files = dermamnist_file()
     _serve_as_published(monkeypatch, files)
