@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from download_server import Served, dermamnist_file, isic2018_test_files, serving, zip_of
+from download_server import Served, dermamnist_file, serving, zip_of
 
 CATALOGUE = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
 #: Four at once: a CLI start is mostly imports and Ray's start-up partly waiting; on the shared
@@ -285,11 +285,23 @@ def npz_served(**served) -> Callable[[], dict[str, Served | bytes]]:
     return lambda: {"/dermamnist.npz": Served(dermamnist_file()["dermamnist.npz"], **served)}
 
 
-def isic_served(**replaced: bytes) -> Callable[[], dict[str, Served | bytes]]:
-    """The ISIC 2018 test files in miniature, some replaced (ISIC publishes no checksum)."""
-    return lambda: {
-        f"/{name}": body for name, body in {**isic2018_test_files(), **replaced}.items()
-    }
+def isic_served(**replaced: Callable[[], bytes]) -> Callable[[], dict[str, Served | bytes]]:
+    """The two ISIC 2018 test zips, some replaced (ISIC publishes no checksum to fail first).
+
+    Each case fails before an image is decoded, so the image is a stand-in, and no worker
+    thread needs PIL; the replacements are built when the case runs, not at collection.
+    """
+    truth = "image,MEL,NV,BCC,AKIEC,BKL,DF,VASC\nISIC_0034524,1.0,0,0,0,0,0,0\n"
+
+    def routes() -> dict[str, Served | bytes]:
+        files = {
+            ISIC_INPUT: zip_of({"ISIC2018_Task3_Test_Input/ISIC_0034524.jpg": b"stand-in"}),
+            ISIC_TRUTH: zip_of({f"{ISIC_TRUTH[:-4]}/{ISIC_TRUTH[:-4]}.csv": truth.encode()}),
+        }
+        files |= {name: make() for name, make in replaced.items()}
+        return {f"/{name}": body for name, body in files.items()}
+
+    return routes
 
 
 ISIC_INPUT, ISIC_TRUTH = "ISIC2018_Task3_Test_Input.zip", "ISIC2018_Task3_Test_GroundTruth.zip"
@@ -579,13 +591,13 @@ CASES: dict[str, Case] = {
     "download-unsafe-archive": download_case(
         "isic2018-test",
         "ISIC2018_Task3_Test_Input.zip: entry '../evil.txt' would be written outside",
-        isic_served(**{ISIC_INPUT: zip_of({"../evil.txt": b"gotcha\n"})}),
+        isic_served(**{ISIC_INPUT: lambda: zip_of({"../evil.txt": b"gotcha\n"})}),
     ),
     "download-zip-bomb": download_case(
         "isic2018-test",
         "ISIC2018_Task3_Test_GroundTruth.zip: unpacks to more than 64,000,000 bytes "
         "(65,000,000 declared); refused as a zip bomb and nothing was kept",
-        isic_served(**{ISIC_TRUTH: zip_of({"zeros.csv": bytes(65_000_000)})}),
+        isic_served(**{ISIC_TRUTH: lambda: zip_of({"zeros.csv": bytes(65_000_000)})}),
     ),
     "download-lock-mismatch": download_case(
         "isic2018-test",
