@@ -71,3 +71,7 @@ class ClusterError(CceBenchError):
 
 class ResultsError(CceBenchError):
     """The results folder cannot be used: not writable, corrupt records, or a changed study."""
+
+
+class DownloadError(CceBenchError):
+    """A dataset could not be fetched, verified or unpacked (``cce-bench data download``)."""

@@ -6,8 +6,8 @@ import pytest
 from rich.console import Console
 
 from cce_bench.cli import main
-from cce_bench.cli.study import format_duration, progress_line, progress_table
-from cce_bench.study import Arm, ArmProgress, StudyProgress
+from cce_bench.cli.study import progress_line, progress_table
+from cce_bench.study import Arm, ArmProgress, StudyProgress, format_duration
 
 STUDY = """name = "tiny"
 [data]

@@ -1,4 +1,4 @@
-"""``cce-bench data check | prepare | synth``: inspect a dataset, cache it, or synthesise one.
+"""``cce-bench data check | prepare | synth | download``: inspect, cache, synthesise or fetch data.
 
 Each command parses its flags, calls one function of ``cce_bench.data`` and renders what it
 returns with rich. Library imports stay inside the command bodies so ``cce-bench --help`` is
@@ -7,6 +7,8 @@ fast.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -18,10 +20,16 @@ from cce_bench.cli._console import EXIT_BAD_INPUT, console, err_console
 from cce_bench.data import SYNTHETIC_DIFFICULTY
 
 if TYPE_CHECKING:
+    from rich.progress import TaskID
+
+    from cce_bench.data.catalogue import Dataset
     from cce_bench.data.check import DatasetCheck
+    from cce_bench.data.download import DownloadResult
 
 app = typer.Typer(
-    help="Inspect, cache and synthesise datasets.", no_args_is_help=True, rich_markup_mode="rich"
+    help="Inspect, cache, synthesise and download datasets.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
 )
 
 DatasetPath = Annotated[Path, typer.Argument(help="Dataset folder or file.")]
@@ -146,3 +154,145 @@ def synth(
         f"[green]wrote[/green] {n:,} synthetic images of {size}px to {escape(str(folder))}; "
         f"read it with source 'ham10000' (cce-bench data check {escape(str(folder))})"
     )
+
+
+@app.command(
+    "download", epilog="Example: cce-bench data download dermamnist-64 --to data/dermamnist-64"
+)
+def download(
+    name: Annotated[
+        str | None,
+        typer.Argument(
+            help="ham10000, isic2018-test, dermamnist, dermamnist-64, dermamnist-128 or "
+            "dermamnist-224.",
+            show_default=False,
+        ),
+    ] = None,
+    to: Annotated[
+        Path | None, typer.Option("--to", help="Folder to create (default: data/NAME).")
+    ] = None,
+    accept_terms: Annotated[
+        bool,
+        typer.Option("--accept-terms", help="Accept the dataset's terms of use (printed first)."),
+    ] = False,
+    list_datasets: Annotated[
+        bool,
+        typer.Option("--list", help="List the datasets with their size, licence and source."),
+    ] = False,
+    mirror: Annotated[
+        str | None,
+        typer.Option(
+            "--mirror",
+            envvar="CCE_BENCH_DOWNLOAD_BASE",
+            help="Fetch every file from MIRROR/<file name> instead of from its publisher.",
+        ),
+    ] = None,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            "--timeout", min=0.1, help="Seconds to wait for the server before a try is dropped."
+        ),
+    ] = 60.0,
+) -> None:
+    """Download a dataset, check its size and checksum, unpack it safely, then check the data."""
+    from cce_bench.data.catalogue import DATASETS, find_dataset
+
+    if list_datasets:
+        _print_datasets(DATASETS.values())
+        return
+    if name is None:
+        raise typer.BadParameter("pass a dataset NAME, or --list to see them", param_hint="NAME")
+    from cce_bench.data.download import download_dataset
+
+    terms = find_dataset(name).terms
+    if terms:
+        console.print(f"[bold]{escape(name)}: terms of use[/bold]")
+        console.print(escape(terms), soft_wrap=True, highlight=False)
+    with _download_progress() as advance:
+        result = download_dataset(
+            name, to, accept_terms=accept_terms, mirror=mirror, timeout=timeout, progress=advance
+        )
+    _render_download(result)
+
+
+def _print_datasets(datasets: Iterable[Dataset]) -> None:
+    """One block per dataset: name, size, licence; what it is; where it comes from."""
+    from cce_bench.data.catalogue import human_bytes
+
+    for dataset in datasets:
+        size = human_bytes(dataset.approx_size)
+        size = size if dataset.size_is_pinned else f"about {size}"
+        console.print(
+            f"[bold]{dataset.name}[/bold]  {size}  licence: {escape(dataset.licence)}\n"
+            f"  {escape(dataset.description)}\n  source: {escape(dataset.origin)}",
+            soft_wrap=True,
+            highlight=False,
+        )
+
+
+@contextlib.contextmanager
+def _download_progress() -> Iterator[Callable[[str, int, int | None], None]]:
+    """A rich bar per task (download, check, unpack) with bytes, rate and time left.
+
+    The display starts with the first task, so a download refused before its first byte (terms
+    not accepted, a folder in the way) prints nothing but its error.
+    """
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    bar = Progress(*columns, console=console)
+    tasks: dict[str, TaskID] = {}
+
+    def advance(task: str, done: int, total: int | None) -> None:
+        if not tasks:
+            bar.start()
+        if task not in tasks:
+            tasks[task] = bar.add_task(escape(task), total=total)
+        bar.update(tasks[task], completed=done, total=total)
+
+    try:
+        yield advance
+    finally:
+        if tasks:
+            bar.stop()
+
+
+def _render_download(result: DownloadResult) -> None:
+    what = "downloaded" if result.fetched else "already downloaded, nothing fetched:"
+    console.print(
+        f"[green]{what}[/green] {result.dataset.name} in {escape(str(result.folder))}",
+        soft_wrap=True,
+    )
+    for note in result.notes:
+        console.print(f"[yellow]note:[/yellow] {escape(note)}", soft_wrap=True)
+    if result.lock_file is not None:
+        console.print(
+            f"SHA-256 of the first download (no checksum is published) recorded in "
+            f"{escape(str(result.lock_file))}; later downloads must match it",
+            soft_wrap=True,
+        )
+    check = result.check
+    console.print(f"[bold]{check.source}[/bold]: {escape(str(check.path))}", soft_wrap=True)
+    console.print(_check_table(check))
+    for warning in check.warnings:
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
+    for problem in check.problems:
+        err_console.print(f"[bold red]problem:[/bold red] {escape(problem)}")
+    if not check.ok:
+        raise typer.Exit(EXIT_BAD_INPUT)
+    console.print("[bold]next:[/bold]")
+    for step in result.next_steps:
+        console.print(escape(step), soft_wrap=True, highlight=False)

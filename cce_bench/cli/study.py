@@ -203,6 +203,8 @@ class ProgressView:
 
 def progress_line(progress: StudyProgress) -> str:
     """``[1m05s] finished ...: completed | trials 5/24 (1 pruned) | runs 0/30 | ETA 3m10s``."""
+    from cce_bench.study import format_duration
+
     arms = progress.arms
     trials = sum(a.complete + a.pruned + a.failed for a in arms)
     pruned = sum(a.pruned for a in arms)
@@ -218,6 +220,8 @@ def progress_line(progress: StudyProgress) -> str:
 def progress_table(progress: StudyProgress) -> Table:
     """Per arm: trials done/budget, complete (ok), pruned, failed, running, best value, and
     evaluation runs done/total. Sized to fit 80 columns for the quickstart's arm names."""
+    from cce_bench.study import format_duration
+
     title = f"{progress.name}: {progress.results_dir}"
     if progress.elapsed_s:
         elapsed, eta = format_duration(progress.elapsed_s), format_duration(progress.eta_s)
@@ -250,14 +254,3 @@ def progress_table(progress: StudyProgress) -> Table:
     )
     table.caption_justify = "left"
     return table
-
-
-def format_duration(seconds: float | None) -> str:
-    """``1h02m``, ``3m05s``, ``42s`` or ``?``: short enough for a progress line."""
-    if seconds is None or seconds != seconds or seconds == float("inf"):
-        return "?"
-    hours, rest = divmod(round(seconds), 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"

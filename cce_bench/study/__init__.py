@@ -15,7 +15,7 @@ from cce_bench.study._driver import (
     load_study_data,
     run_study,
 )
-from cce_bench.study._progress import ArmProgress, StudyProgress, study_status
+from cce_bench.study._progress import ArmProgress, StudyProgress, format_duration, study_status
 
 __all__ = [
     "Arm",
@@ -24,6 +24,7 @@ __all__ = [
     "StudyOutcome",
     "StudyProgress",
     "check_tuning_split",
+    "format_duration",
     "load_study_data",
     "run_study",
     "serve_dashboard",

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from cce_bench.data.pipeline import load_run_data, split_differences
 from cce_bench.errors import ResultsError
 from cce_bench.study._arms import Arm, JobSource, study_arms
+from cce_bench.study._estimate import estimate_remaining
 from cce_bench.study._evaluation import (
     ArmEvaluator,
     load_external_test,
@@ -144,6 +145,9 @@ class StudyDriver:
         self.problems: dict[Arm, str] = {}
         self.started = time.monotonic() if options.started is None else options.started
         self.durations: list[float] = []
+        #: The throughput probe's prediction (seconds from ``started``), shown as the ETA until
+        #: the first jobs finish; set by ``_drive`` once the probe has run.
+        self.initial_eta_s: float | None = None
         self.submitted: dict[str, float] = {}
         self._turn = 0
 
@@ -227,15 +231,23 @@ class StudyDriver:
             running = evaluator.in_flight() if evaluator is not None else 0
             progress = arm_progress(self.spec, arm, study, self.records, eval_running=running)
             arms.append(replace(progress, problem=self.problems.get(arm)))
-        mean_job_s = sum(self.durations) / len(self.durations) if self.durations else None
         slots = self.spec.resources.max_concurrent
+        # The first job on each worker also pays its import of torch and timm (10-30 s on a
+        # slow CPU), so finished jobs replace the probe's estimate only from the second round.
+        measured = len(self.durations) >= 2 * slots or self.initial_eta_s is None
+        mean_job_s = (
+            sum(self.durations) / len(self.durations) if measured and self.durations else None
+        )
+        eta_s = estimate_eta(tuple(arms), mean_job_s, self.phases, slots)
+        if eta_s is None and self.initial_eta_s is not None:
+            eta_s = max(0.0, self.initial_eta_s - (time.monotonic() - self.started))
         return StudyProgress(
             name=self.spec.name,
             results_dir=self.store.root,
             metric=self.spec.tune.metric,
             arms=tuple(arms),
             elapsed_s=time.monotonic() - self.started,
-            eta_s=estimate_eta(tuple(arms), mean_job_s, self.phases, slots),
+            eta_s=eta_s,
             event=event,
         )
 
@@ -365,6 +377,10 @@ def _drive(
     driver = StudyDriver(spec, store, studies, refs, options)
     for note in notes:
         driver.emit(note)
+    estimate = estimate_remaining(spec, prepared, driver.progress().arms, driver.phases)
+    if estimate is not None:
+        driver.initial_eta_s = (time.monotonic() - driver.started) + estimate.seconds
+        driver.emit(estimate.describe())
     try:
         executor.run(driver.next_job, driver.on_report, driver.on_done)
     except KeyboardInterrupt:

@@ -142,6 +142,17 @@ def first_failure(studies: dict[Arm, optuna.Study], records: list[dict[str, Any]
     return causes[0] if causes else "every trial was pruned or failed without a recorded cause"
 
 
+def format_duration(seconds: float | None) -> str:
+    """``1h02m``, ``3m05s``, ``42s`` or ``?``: short enough for a progress line."""
+    if seconds is None or seconds != seconds or seconds == float("inf"):
+        return "?"
+    hours, rest = divmod(round(seconds), 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
 def estimate_eta(
     arms: tuple[ArmProgress, ...], mean_job_s: float | None, phases: tuple[str, ...], slots: int
 ) -> float | None:

@@ -1,0 +1,372 @@
+"""Download a dataset of the catalogue, verified and unpacked: ``download_dataset("ham10000")``.
+
+While it works, the target's parent holds a hidden staging folder ``.<target>.download/``:
+``files/`` (``NAME.part`` while arriving, ``NAME`` once complete), ``dataset/`` (the future
+target, filled file by file) and ``placed/`` (a record per file already in ``dataset/``). Every
+file's size and checksum are checked before anything is unpacked, and the target appears by one
+rename of ``dataset/`` once everything is in place, with ``MARKER`` written last inside it: a
+half-finished dataset never looks finished, and a finished one is recognised and not fetched
+again. A failure that more tries cannot fix (a 404, a wrong checksum, a full disk, an unsafe
+archive) removes the staging folder; a timeout or a dropped connection keeps it, so that the
+same command resumes where it stopped.
+
+Files without a published checksum (ISIC's) get the SHA-256 of their first download recorded in
+``<dataset>.lock.json`` beside the target; every later download is checked against it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import shlex
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cce_bench.data.catalogue import Dataset, RemoteFile, find_dataset, human_bytes
+from cce_bench.data.check import DatasetCheck, check_dataset
+from cce_bench.data.fetch import TransientDownloadError, dataverse_urls, fetch_file
+from cce_bench.data.unpack import NO_SPACE, DiskFullError, no_space_error, unpack_zip
+from cce_bench.errors import DownloadError
+
+DEFAULT_TIMEOUT_S = 60.0
+#: Written last into a finished dataset folder: what was downloaded, from where, its checksums.
+MARKER = ".cce-bench-download.json"
+CHUNK = 1 << 20
+
+Progress = Callable[[str, int, int | None], None]
+
+
+class TermsNotAcceptedError(DownloadError):
+    """The dataset has terms of use and ``--accept-terms`` was not given."""
+
+
+class TargetFolderError(DownloadError):
+    """The target folder exists and holds something else, or cannot be created."""
+
+
+class ChecksumMismatchError(DownloadError):
+    """A downloaded file's size or MD5 differs from the published value."""
+
+
+class LockMismatchError(ChecksumMismatchError):
+    """A file without a published checksum differs from its first download (the lock file)."""
+
+
+@dataclass(frozen=True)
+class DownloadResult:
+    """A downloaded dataset folder, its ``data check``, and the commands that use it next."""
+
+    dataset: Dataset
+    folder: Path
+    fetched: bool
+    check: DatasetCheck
+    next_steps: tuple[str, ...]
+    notes: tuple[str, ...] = ()
+    lock_file: Path | None = None
+
+
+def download_dataset(
+    name: str,
+    to: str | os.PathLike[str] | None = None,
+    *,
+    accept_terms: bool = False,
+    mirror: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    progress: Progress | None = None,
+    datasets: dict[str, Dataset] | None = None,
+) -> DownloadResult:
+    """Download dataset ``name`` into ``to`` (default ``data/<name>``), verified and unpacked.
+
+    ``mirror`` fetches every file from ``<mirror>/<file name>`` instead of its publisher;
+    ``progress(task, done, total)`` is called as bytes arrive, are checked and are unpacked;
+    ``datasets`` replaces the catalogue (the tests serve small files under the real names).
+    A folder that already holds this dataset's finished download is checked, not fetched again.
+    """
+    dataset = find_dataset(name, datasets)
+    if dataset.terms and not accept_terms:
+        raise TermsNotAcceptedError(
+            f"{dataset.name} has terms of use (printed above); read them, then pass "
+            "--accept-terms to accept them and download"
+        )
+    folder = Path(to if to is not None else Path("data") / dataset.name).expanduser().absolute()
+    lock = folder.parent / f"{dataset.name}.lock.json" if dataset.needs_lock else None
+    notes: tuple[str, ...] = ()
+    fetched = not is_finished_download(folder, dataset)
+    if fetched:
+        if folder.is_file() or (folder.is_dir() and any(folder.iterdir())):
+            raise TargetFolderError(
+                f"{folder}: exists and is not empty; choose a new --to or delete it."
+            )
+        job = _Job(dataset, folder, lock, mirror.rstrip("/") if mirror else None, timeout)
+        notes = job.run(progress or _silent)
+    data = folder / dataset.data_file if dataset.data_file else folder
+    return DownloadResult(
+        dataset=dataset,
+        folder=folder,
+        fetched=fetched,
+        check=check_dataset(data, source=dataset.source),
+        next_steps=next_steps(dataset, folder),
+        notes=notes,
+        lock_file=lock if lock is not None and lock.is_file() else None,
+    )
+
+
+def is_finished_download(folder: Path, dataset: Dataset) -> bool:
+    """Whether ``folder`` holds a finished download of ``dataset`` (its marker is written last)."""
+    try:
+        return json.loads((folder / MARKER).read_text())["dataset"] == dataset.name
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def next_steps(dataset: Dataset, folder: Path) -> tuple[str, ...]:
+    """The command (or the study edit and the command) that puts the downloaded folder to use."""
+    study = shlex.quote(shipped_study(dataset.study))
+    if dataset.role == "external_test":
+        ham = folder.parent / "ham10000"
+        ham_data = shlex.quote(str(ham)) if (ham / MARKER).is_file() else "HAM10000_FOLDER"
+        return (
+            f"copy {study} to my-study.toml and add under its [data]: "
+            f"external_test = {json.dumps(str(folder))}",
+            f"cce-bench run my-study.toml --data {ham_data}",
+        )
+    data = folder / dataset.data_file if dataset.data_file else folder
+    return (f"cce-bench run {study} --data {shlex.quote(str(data))}",)
+
+
+def shipped_study(file_name: str) -> str:
+    """A shipped study's path as a user types it: ``studies/NAME`` in a checkout, else absolute.
+
+    The order of ``config.default_study_path``: the working directory's ``studies/``, the copy
+    inside an installed wheel, then the one beside the package in an editable install.
+    """
+    if (Path.cwd() / "studies" / file_name).is_file():
+        return f"studies/{file_name}"
+    package = Path(__file__).resolve().parents[1]
+    for candidate in (package / "studies" / file_name, package.parent / "studies" / file_name):
+        if candidate.is_file():
+            return str(candidate)
+    return f"studies/{file_name}"
+
+
+def _silent(task: str, done: int, total: int | None) -> None:
+    """The default progress callback."""
+
+
+@dataclass
+class _Job:
+    """One download of ``dataset`` into ``folder`` through its staging folder."""
+
+    dataset: Dataset
+    folder: Path
+    lock: Path | None
+    mirror: str | None
+    timeout: float
+    notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.staging = self.folder.parent / f".{self.folder.name}.download"
+        self.files = self.staging / "files"
+        self.unpacked = self.staging / "dataset"
+        self.placed = self.staging / "placed"
+
+    def run(self, progress: Progress) -> tuple[str, ...]:
+        """Fetch, verify, place and publish; on failure keep only what a retry can resume."""
+        created = _make_folders(self.folder.parent)
+        try:
+            for folder in (self.files, self.unpacked, self.placed):
+                folder.mkdir(parents=True, exist_ok=True)
+            self._check_free_space()
+            digests = self._verified_files(progress)
+            self._check_lock(digests)
+            for file in self.dataset.files:
+                self._place(file, digests[file.name], progress)
+            self._publish(digests)
+        except (TransientDownloadError, KeyboardInterrupt):
+            self._discard(created, keep_received=True)
+            raise
+        except BaseException as error:
+            self._discard(created, keep_received=False)
+            if isinstance(error, OSError) and error.errno in NO_SPACE:
+                raise no_space_error(Path(error.filename or self.staging), error) from None
+            raise
+        return tuple(self.notes)
+
+    def _verified_files(self, progress: Progress) -> dict[str, dict[str, Any]]:
+        """Each file's size and digests: from its record once placed, else fetched and checked."""
+        digests: dict[str, dict[str, Any]] = {}
+        urls: dict[str, str] | None = None
+        for file in self.dataset.files:
+            record = self.placed / f"{file.name}.json"
+            if record.is_file():
+                digests[file.name] = json.loads(record.read_text())
+                continue
+            urls = urls or self._urls()
+            path = self.files / file.name
+            if not path.is_file():
+                fetch_file(
+                    urls[file.name],
+                    path,
+                    size=file.size,
+                    timeout=self.timeout,
+                    progress=progress,
+                    if_missing=self._if_missing(file, urls[file.name]),
+                )
+            digests[file.name] = {**_checked(file, path, progress), "url": urls[file.name]}
+        return digests
+
+    def _urls(self) -> dict[str, str]:
+        """Where each file comes from: the mirror, else Dataverse's current ids, else the table."""
+        if self.mirror:
+            return {file.name: f"{self.mirror}/{file.name}" for file in self.dataset.files}
+        urls, notes = dataverse_urls(self.dataset, self.timeout)
+        self.notes.extend(notes)
+        return urls
+
+    def _if_missing(self, file: RemoteFile, url: str) -> str:
+        if self.mirror:
+            return (
+                f"put {file.name} on the mirror, or unset CCE_BENCH_DOWNLOAD_BASE to fetch it "
+                "from its publisher"
+            )
+        return (
+            f"the publisher has moved it: fetch it by hand from {self.dataset.origin} into a "
+            "folder served over HTTP and set CCE_BENCH_DOWNLOAD_BASE to that server"
+        )
+
+    def _check_free_space(self) -> None:
+        """Refuse at once when the disk cannot hold the downloads and what they unpack to."""
+        needed = sum(
+            file.approx_size * (1 if file.unpack_to is None else 2)
+            for file in self.dataset.files
+            if not (self.placed / f"{file.name}.json").is_file()
+        ) - sum(path.stat().st_size for path in self.files.iterdir())
+        free = shutil.disk_usage(self.staging).free
+        if free < needed:
+            raise DiskFullError(
+                f"{self.folder.parent}: {human_bytes(free)} free, but {self.dataset.name} needs "
+                f"about {human_bytes(needed)} more (downloads and what they unpack to); free some "
+                "space, or pass --to a folder on a disk with more room (nothing was kept)"
+            )
+
+    def _check_lock(self, digests: dict[str, dict[str, Any]]) -> None:
+        """Files without a published checksum must match the first download's SHA-256."""
+        recorded = _read_lock(self.lock)
+        for file in self.dataset.files:
+            first = recorded.get(file.name)
+            if file.md5 is not None or first is None:
+                continue
+            if first.get("sha256") != digests[file.name]["sha256"]:
+                raise LockMismatchError(
+                    f"{file.name}: SHA-256 {digests[file.name]['sha256']} differs from "
+                    f"{first.get('sha256')}, recorded in {self.lock} at its first download "
+                    f"({first.get('first_downloaded', 'date unknown')}); the file on the server "
+                    "changed since, or this copy is damaged: try again later, or delete the lock "
+                    "file to accept the new file (nothing was kept)"
+                )
+
+    def _place(self, file: RemoteFile, digest: dict[str, Any], progress: Progress) -> None:
+        """Move a plain file into ``dataset/``, or unpack an archive there and delete it."""
+        record = self.placed / f"{file.name}.json"
+        if record.is_file():
+            return
+        source = self.files / file.name
+        if file.unpack_to is None:
+            os.replace(source, self.unpacked / file.name)
+        else:
+            limit = file.max_unpacked or 4 * source.stat().st_size
+            target = self.unpacked / file.unpack_to
+            unpack_zip(source, target, max_bytes=limit, progress=progress)
+            source.unlink()
+        _write_json(record, digest)
+
+    def _publish(self, digests: dict[str, dict[str, Any]]) -> None:
+        """Record the lock, write the marker, and make the target appear in one rename."""
+        if self.lock is not None:
+            recorded = _read_lock(self.lock)
+            today = datetime.date.today().isoformat()
+            for file in self.dataset.files:
+                if file.md5 is None and file.name not in recorded:
+                    recorded[file.name] = {**digests[file.name], "first_downloaded": today}
+            _write_json(self.lock, {"dataset": self.dataset.name, "files": recorded})
+        from cce_bench import __version__
+
+        marker = {"dataset": self.dataset.name, "cce_bench": __version__, "files": digests}
+        _write_json(self.unpacked / MARKER, marker)
+        if self.folder.is_dir():
+            self.folder.rmdir()  # empty: anything else was refused before the first byte
+        os.replace(self.unpacked, self.folder)
+        shutil.rmtree(self.staging)
+
+    def _discard(self, created: list[Path], *, keep_received: bool) -> None:
+        """Remove the staging folder (kept when it holds bytes a retry resumes from)."""
+        received = any(self.files.glob("*")) or any(self.placed.glob("*"))
+        if keep_received and received:
+            return
+        shutil.rmtree(self.staging, ignore_errors=True)
+        for folder in reversed(created):
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+
+
+def _checked(file: RemoteFile, path: Path, progress: Progress) -> dict[str, Any]:
+    """The file's size and digests, after comparing them with the published ones."""
+    size = path.stat().st_size
+    if file.size is not None and size != file.size:
+        raise ChecksumMismatchError(
+            f"{file.name}: {size:,} bytes, but the published file has {file.size:,}; it is "
+            "damaged or not the published file: run the same command again (nothing was kept)"
+        )
+    md5, sha256 = hashlib.md5(usedforsecurity=False), hashlib.sha256()
+    done = 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            md5.update(chunk)
+            sha256.update(chunk)
+            done += len(chunk)
+            progress(f"checking {file.name}", done, size)
+    if file.md5 is not None and md5.hexdigest() != file.md5:
+        raise ChecksumMismatchError(
+            f"{file.name}: MD5 {md5.hexdigest()} differs from the published {file.md5}; the "
+            "download is damaged or not the published file: run the same command again to "
+            "fetch it afresh (nothing was kept)"
+        )
+    return {"bytes": size, "md5": md5.hexdigest(), "sha256": sha256.hexdigest()}
+
+
+def _make_folders(folder: Path) -> list[Path]:
+    """Create ``folder`` and its missing parents; the ones created, outermost first."""
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise TargetFolderError(
+            f"{folder}: cannot create it ({error.strerror}); pass --to a folder you can write to"
+        ) from None
+    return list(reversed(missing))
+
+
+def _read_lock(lock: Path | None) -> dict[str, dict[str, Any]]:
+    if lock is None or not lock.is_file():
+        return {}
+    try:
+        return dict(json.loads(lock.read_text())["files"])
+    except (ValueError, KeyError, TypeError):
+        raise DownloadError(
+            f"{lock}: not a cce-bench lock file; restore it, or delete it to record the next "
+            "download's checksums afresh"
+        ) from None
+
+
+def _write_json(path: Path, content: dict[str, Any]) -> None:
+    """Write ``path`` whole or not at all (a temporary file, then a rename)."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(content, indent=2, sort_keys=True) + "\n")
+    os.replace(temporary, path)
