@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from rich.console import Console
-from rich.logging import RichHandler
 from rich.markup import escape
 
 EXIT_BAD_INPUT = 2
@@ -83,6 +82,8 @@ def configure_logging(level: int) -> None:
     that imports ``cce_bench`` as a library keeps its own logging set-up. Called again (tests
     run many invocations in one process), it replaces the handler it added before.
     """
+    from rich.logging import RichHandler  # not needed by `--help`, which never gets here
+
     verbosity.level = level
     logger = logging.getLogger("cce_bench")
     for handler in [h for h in logger.handlers if getattr(h, "_cce_bench_cli", False)]:
