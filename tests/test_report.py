@@ -251,3 +251,13 @@ def test_folder_without_runs_raises_results_error(tmp_path: Path):
     (tmp_path / "study.toml").write_text('name = "empty"\n', encoding="utf-8")
     with pytest.raises(ResultsError, match="no evaluation run"):
         build_report(tmp_path)
+
+
+def test_significance_as_dict_is_the_cli_table_as_json(built: Path):
+    from cce_bench.report import significance_as_dict
+
+    table = significance_table(built)
+    data = json.loads(json.dumps(significance_as_dict(built / "report.md", table)))
+    assert len(data["comparisons"]) == len(table)
+    assert {row["Comparison"] for row in data["comparisons"]} == {"CCE vs CE", "CCE-tau vs CE"}
+    assert data["report"].endswith("report.md") and data["alpha"] == 0.05

@@ -14,6 +14,7 @@ from cce_bench.cli import data, report, study, train
 from cce_bench.cli._console import (
     EXIT_BAD_INPUT,
     EXIT_INTERRUPTED,
+    configure_logging,
     console,
     err_console,
     print_error,
@@ -51,8 +52,23 @@ def _root(
             "--version", callback=_version_callback, is_eager=True, help="Show the version."
         ),
     ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="Log what the study is doing, and show the Ray workers' own output.",
+        ),
+    ] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option("--quiet", "-q", help="Hide progress lines; errors are still shown."),
+    ] = False,
 ) -> None:
     """Tune, train and compare CE against CCE for skin-lesion classification."""
+    if verbose and quiet:
+        raise typer.BadParameter("--verbose and --quiet exclude each other", param_hint="--quiet")
+    configure_logging(1 if verbose else -1 if quiet else 0)
 
 
 def report_usage_error(error: Exception) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cce_bench.cli._console import console
+from cce_bench.cli._console import console, print_json
 
 app = typer.Typer()
 
@@ -26,7 +26,9 @@ def _verdict_style(verdict: str, comparison: str) -> str:
     return "red" if verdict.endswith(" better") else "dim"
 
 
-@app.command(epilog="Example: cce-bench report results/quickstart")
+@app.command(
+    epilog="Example: cce-bench report results/quickstart (--json: the comparisons for scripts)"
+)
 def report(
     results_dir: Annotated[
         Path,
@@ -34,9 +36,18 @@ def report(
             help="A study's results folder, <results-dir>/<study name>, e.g. results/quickstart."
         ),
     ],
+    json: Annotated[
+        bool, typer.Option("--json", help="Print JSON for scripts instead of the tables.")
+    ] = False,
 ) -> None:
     """Rebuild report.md, figures/ and the CSV exports from the stored runs (no training)."""
-    render_report(results_dir)
+    if json:
+        from cce_bench.report import build_report, significance_as_dict, significance_table
+
+        path = build_report(results_dir)
+        print_json(significance_as_dict(path, significance_table(results_dir)))
+    else:
+        render_report(results_dir)
 
 
 def render_report(results_dir: Path) -> None:

@@ -22,6 +22,8 @@ from cce_bench.cli._console import (
     console,
     err_console,
     print_error,
+    print_json,
+    verbosity,
 )
 from cce_bench.cli.report import render_report
 
@@ -34,23 +36,37 @@ StudyFile = Annotated[Path, typer.Argument(help="Study file (.toml).", show_defa
 ResultsFolder = Annotated[
     Path, typer.Argument(help="A study's results folder, <results-dir>/<name>.")
 ]
-ResultsDir = Annotated[Path, typer.Option("--results-dir", help="Where <name>/ folders go.")]
+ResultsDir = Annotated[
+    Path,
+    typer.Option("--results-dir", envvar="CCE_BENCH_RESULTS", help="Where <name>/ folders go."),
+]
 DataPath = Annotated[
     Path | None, typer.Option("--data", help="Dataset path; overrides the study's data.path.")
 ]
+# A storage URL may hold a database password: an environment variable keeps it out of `ps`
+# and the shell's history.
 Storage = Annotated[
     str | None,
-    typer.Option("--storage", help="Optuna storage URL (default: sqlite in the results folder)."),
+    typer.Option(
+        "--storage",
+        envvar="CCE_BENCH_STORAGE",
+        help="Optuna storage URL (default: sqlite in the results folder).",
+    ),
 ]
 RecordedStorage = Annotated[
-    str | None, typer.Option("--storage", help="Storage URL, if not recorded.")
+    str | None,
+    typer.Option("--storage", envvar="CCE_BENCH_STORAGE", help="Storage URL, if not recorded."),
 ]
+# RAY_ADDRESS is the variable `ray` itself reads, so a shell set up for Ray needs nothing more.
 Address = Annotated[
     str | None,
     typer.Option(
-        "--address", help="Join a running Ray cluster: `auto` or HOST:PORT (default: local)."
+        "--address",
+        envvar="RAY_ADDRESS",
+        help="Join a running Ray cluster: `auto` or HOST:PORT (default: local).",
     ),
 ]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of the table.")]
 Fresh = Annotated[
     bool,
     typer.Option("--fresh", help="Start over in a new folder <name>-k; never deletes results."),
@@ -106,13 +122,18 @@ def evaluate(
     _run_phases(study, ("evaluate",), results_dir, data, storage, address, fresh)
 
 
-@app.command(epilog="Example: cce-bench status results/quickstart")
-def status(results_dir: ResultsFolder, storage: RecordedStorage = None) -> None:
+@app.command(
+    epilog="Example: cce-bench status results/quickstart (--json: the same numbers for scripts)"
+)
+def status(results_dir: ResultsFolder, storage: RecordedStorage = None, json: Json = False) -> None:
     """Show a study's trials and evaluation runs per arm, without running anything."""
     from cce_bench.study import study_status
 
     progress = study_status(results_dir, storage=storage)
-    console.print(progress_table(progress))
+    if json:
+        print_json(progress.to_json_dict())
+    else:
+        console.print(progress_table(progress))
 
 
 @app.command(epilog="Example: cce-bench dashboard results/quickstart --port 8080")
@@ -159,6 +180,7 @@ def _run_phases(
                 address=address,
                 fresh=fresh,
                 on_event=view.update,
+                worker_logs=verbosity.verbose,
             )
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted; rerun the same command to resume[/yellow]")
@@ -176,14 +198,15 @@ def _run_phases(
 
 
 class ProgressView:
-    """Live table on a terminal; otherwise one line per event, throttled to state changes."""
+    """Live table on a terminal; otherwise one line per event, throttled to state changes;
+    nothing with ``--quiet``."""
 
     def __init__(self) -> None:
         self.live: Live | None = None
         self.last: StudyProgress | None = None
 
     def __enter__(self) -> ProgressView:
-        if console.is_terminal:
+        if console.is_terminal and not verbosity.quiet:
             self.live = Live(console=console, refresh_per_second=4, transient=False)
             self.live.__enter__()
         return self
@@ -196,7 +219,7 @@ class ProgressView:
         self.last = progress
         if self.live is not None:
             self.live.update(progress_table(progress))
-        elif progress.event:
+        elif progress.event and not verbosity.quiet:
             console.print(escape(progress_line(progress)), soft_wrap=True, highlight=False)
             console.file.flush()  # a log file or pipe must show each line as it happens
 

@@ -2,9 +2,9 @@
 
 ``build_report(results_dir)`` reads only what the study wrote and never trains, so
 ``cce-bench report`` can rebuild it at any time; ``significance_table(results_dir)`` is the
-table the CLI prints.
+table the CLI prints, and ``significance_as_dict`` the same table as JSON values.
 """
 
-from cce_bench.report._build import build_report, significance_table
+from cce_bench.report._build import build_report, significance_as_dict, significance_table
 
-__all__ = ["build_report", "significance_table"]
+__all__ = ["build_report", "significance_as_dict", "significance_table"]

@@ -59,6 +59,7 @@ from cce_bench.report._tables import (
     summary_frame,
 )
 from cce_bench.report._tuning import ArmTuning, read_tuning
+from cce_bench.stats import ALPHA
 from cce_bench.study.store import atomic_write_bytes
 
 #: Metrics that get a paired seed plot: the study's usual tuning target, the two accuracies
@@ -141,6 +142,23 @@ def significance_table(results_dir: Path | str) -> pd.DataFrame:
     """
     results = load_results(results_dir)
     return significance_display(significance_of(results), results.arm_labels)
+
+
+def significance_as_dict(report: Path, table: pd.DataFrame) -> dict[str, object]:
+    """The report's path and ``significance_table`` as plain JSON values: what
+    ``cce-bench report --json`` prints.
+
+    One row per paired comparison and metric, with the same (formatted) columns the table has,
+    plus how the p-values were adjusted, so that a script reads exactly what a person sees; a
+    single-arm study has no rows.
+    """
+    rows = [{str(key): value for key, value in row.items()} for row in table.to_dict("records")]
+    return {
+        "report": str(report),
+        "alpha": ALPHA,
+        "adjustment": "Holm over every comparison of the report",
+        "comparisons": rows,
+    }
 
 
 def draw_figures(results: StudyResults, tunings: list[ArmTuning]) -> list[Path]:

@@ -14,6 +14,7 @@ against the budget, and evaluation runs already recorded are skipped.
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import astuple, dataclass, field, replace
@@ -66,6 +67,8 @@ if TYPE_CHECKING:
     from cce_bench.config import StudySpec
 
 PHASES = ("tune", "evaluate")
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -270,6 +273,7 @@ def run_study(
     fresh: bool = False,
     on_event: Callable[[StudyProgress], None] | None = None,
     train_fn: Callable[..., Any] | None = None,
+    worker_logs: bool = False,
 ) -> StudyOutcome:
     """Tune and/or evaluate ``spec`` with results under ``<results_dir>/<name>/``; resumable.
 
@@ -279,7 +283,8 @@ def run_study(
     starts (a ``DataError`` costs the load, not Ray's 15-25 s start-up), and a run that no node
     of the cluster can schedule raises ``ClusterError`` (Ray would wait forever); nothing is
     written before these checks pass. Ctrl-C cancels the running tasks, marks their trials
-    interrupted and re-raises ``KeyboardInterrupt``. ``train_fn`` replaces ``train_run`` (tests).
+    interrupted and re-raises ``KeyboardInterrupt``. ``train_fn`` replaces ``train_run`` (tests);
+    ``worker_logs`` shows the Ray workers' own output (``cce-bench --verbose``).
     ``StudyOutcome.failure`` says why when no trial and no evaluation run completed.
     """
     import optuna
@@ -297,10 +302,11 @@ def run_study(
         # Fail fast: a bad URL or a missing cluster must cost seconds, not a data load.
         backend = open_study_storage(store, storage) if storage or store.exists() else None
         check_address(address)
+        logger.info("loading the data of %s", spec.name)
         prepared, manifest = load_study_data(spec)
         if store.exists():
             _check_same_split(store, spec, manifest)
-        if start_ray(address):
+        if start_ray(address, worker_logs=worker_logs):
             stack.callback(stop_ray)
         check_resources(run_resources(spec), device=spec.train.device)
         if not store.exists():

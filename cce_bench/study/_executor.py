@@ -45,6 +45,8 @@ DECISION_TIMEOUT_S = 300.0
 #: mistyped address should cost seconds.
 PROBE_TIMEOUT_S = 3.0
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class Resources:
@@ -85,12 +87,17 @@ class JobDone:
     attempts: int = 1
 
 
-def start_ray(address: str | None = None, *, num_cpus: int | None = None) -> bool:
+def start_ray(
+    address: str | None = None, *, num_cpus: int | None = None, worker_logs: bool = False
+) -> bool:
     """Start a local Ray (``address=None``) or join a running cluster; True if this call did.
 
     A local Ray gets every CPU and GPU Ray detects on the machine (cgroup limits included) or
-    ``num_cpus``, no dashboard and quiet logs; a Ray already initialised in this process is
-    reused. Joining a cluster assumes cce-bench is installed on every node. Usage statistics
+    ``num_cpus``, and no dashboard; a Ray already initialised in this process is reused. The
+    workers' output (their prints, warnings, tracebacks) reaches this terminal only with
+    ``worker_logs`` (``cce-bench --verbose``): on a normal run it would interleave with the
+    progress view, and every failure already reaches the driver as the run's error. Joining a
+    cluster assumes cce-bench is installed on every node. Usage statistics
     stay off unless the user set ``RAY_USAGE_STATS_ENABLED``: nothing leaves the machine unasked.
     """
     import ray
@@ -99,12 +106,17 @@ def start_ray(address: str | None = None, *, num_cpus: int | None = None) -> boo
     check_address(address)
     if ray.is_initialized():
         return False
-    quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
+    options = {
+        "include_dashboard": False,
+        "log_to_driver": worker_logs,
+        "logging_level": logging.INFO if worker_logs else logging.ERROR,
+    }
+    logger.debug("starting Ray (%s)", address or "local")
     try:
         if address in (None, "", "local"):
-            _init_local_ray(num_cpus, quiet)
+            _init_local_ray(num_cpus, options)
         else:
-            ray.init(address=address, **quiet)
+            ray.init(address=address, **options)
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as error:
         if _refused_for_token(error):
             raise ClusterError(

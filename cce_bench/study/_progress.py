@@ -50,6 +50,27 @@ class ArmProgress:
     def label(self) -> str:
         return self.arm.label
 
+    def to_json_dict(self) -> dict[str, Any]:
+        """The row ``cce-bench status`` shows, as plain JSON values (counts, not text)."""
+        return {
+            "backbone": self.arm.backbone,
+            "arm": self.arm.loss,
+            "trials": self.complete + self.pruned + self.failed,
+            "n_trials": self.n_trials,
+            "complete": self.complete,
+            "pruned": self.pruned,
+            "failed": self.failed,
+            "running": self.running + self.eval_running,
+            "best": self.best_value,
+            "evals": {
+                "done": self.eval_done,
+                "failed": self.eval_failed,
+                "running": self.eval_running,
+                "total": self.eval_total,
+            },
+            "problem": self.problem,
+        }
+
 
 @dataclass(frozen=True)
 class StudyProgress:
@@ -62,6 +83,31 @@ class StudyProgress:
     elapsed_s: float = 0.0
     eta_s: float | None = None
     event: str = ""
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """What ``cce-bench status --json`` prints: the table's rows and the study's totals.
+
+        Plain JSON values, so that a script reads the same numbers as the table without parsing
+        text; ``best`` is null for an arm with no complete trial.
+        """
+        arms = [arm.to_json_dict() for arm in self.arms]
+        totals = {
+            key: sum(arm[key] for arm in arms)
+            for key in ("trials", "n_trials", "complete", "pruned", "failed", "running")
+        }
+        totals["evals"] = {
+            key: sum(arm["evals"][key] for arm in arms)
+            for key in ("done", "failed", "running", "total")
+        }
+        return {
+            "name": self.name,
+            "results_dir": str(self.results_dir),
+            "metric": f"validation {self.metric}",
+            "elapsed_s": self.elapsed_s,
+            "eta_s": self.eta_s,
+            "arms": arms,
+            "totals": totals,
+        }
 
 
 def arm_progress(

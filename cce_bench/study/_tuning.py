@@ -111,10 +111,29 @@ def open_arm_study(
         direction=spec.tune.direction,
         load_if_exists=True,
     )
+    name_objective(study, spec.tune.metric)
     low, high = spec.tune.space.ranges_for(arm.loss).get("tau", (math.inf, -math.inf))
     if arm.loss == "cce_tau" and low <= PAPER_TAU <= high and not study.get_trials(deepcopy=False):
         study.enqueue_trial({"tau": PAPER_TAU}, user_attrs={"enqueued": "paper tau = 0"})
     return study
+
+
+def name_objective(study: optuna.Study, metric: str) -> None:
+    """Name the study's one objective ``validation <metric>``, once.
+
+    optuna-dashboard labels every chart "Objective 0" without a name. The name is a study
+    system attribute, so a study resumed from a storage written before names were set gets it
+    on its first resume, and one that has it is not written again. ``set_metric_names`` is
+    marked experimental in Optuna 4; its warning says nothing a user can act on.
+    """
+    import optuna
+
+    name = f"validation {metric}"
+    if study.metric_names == [name]:
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([name])
 
 
 def mark_interrupted(study: optuna.Study, reason: str = "driver stopped") -> int:
