@@ -2,7 +2,6 @@
 
 import subprocess
 import sys
-import time
 
 import pytest
 import typer
@@ -11,11 +10,14 @@ from cce_bench import __version__
 from cce_bench.cli import app, main
 from cce_bench.errors import CceBenchError
 
+#: A hang guard for a subprocess, generous for the slowest machine under load; not a speed check.
+HANG_GUARD_S = 300
+
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
     code = "from cce_bench.cli import main; main()"
     return subprocess.run(
-        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=HANG_GUARD_S
     )
 
 
@@ -25,20 +27,24 @@ def test_version_prints_package_version():
     assert __version__ in result.stdout
 
 
-def test_help_answers_fast_without_heavy_imports():
-    start = time.perf_counter()
-    result = _cli("--help")
-    elapsed = time.perf_counter() - start
-    assert result.returncode == 0
-    assert "Usage" in result.stdout
-    assert elapsed < 3.0  # < 1 s measured; generous for a loaded CI machine
-    probe = subprocess.run(
-        [sys.executable, "-c", "import sys, cce_bench.cli; print('torch' in sys.modules)"],
-        capture_output=True,
-        text=True,
-        timeout=60,
+def test_help_imports_no_heavy_library():
+    """``--help`` answers at once because it imports neither torch, Ray, Optuna nor timm (each
+    takes seconds); the check is on what it imports, which holds on any machine, not on time."""
+    code = (
+        "import sys\n"
+        "from cce_bench.cli import main\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = [name for name in ('torch', 'ray', 'optuna', 'timm') if name in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
     )
-    assert probe.stdout.strip() == "False"
+    probe = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=HANG_GUARD_S
+    )
+    assert "Usage" in probe.stdout
+    assert "HEAVY []" in probe.stdout
 
 
 def test_user_error_exits_2_with_one_red_line(capsys):

@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,16 +43,19 @@ from cce_bench.study.store import ResultsStore
 pytestmark = [
     pytest.mark.cluster,
     pytest.mark.slow,
-    pytest.mark.timeout(180),
+    pytest.mark.timeout(1200),  # a last resort: STALL_S below is the real hang guard
     pytest.mark.skipif(
         os.environ.get("CCE_BENCH_SKIP_CLUSTER") == "1", reason="CCE_BENCH_SKIP_CLUSTER=1"
     ),
 ]
 
 RAY = str(Path(sys.executable).with_name("ray"))
-#: The whole scenario (two nodes up, study, node lost, study done) must end within this; it
-#: takes about a minute on 2 busy CPU cores, mostly each node's first import of torch.
-BUDGET_S = 90.0
+#: The scenario fails when nothing moves for this long: no node comes up, no trial or run
+#: finishes. It is a hang guard, not a speed check: the scenario takes about a minute on an idle
+#: fast machine, several on a slow one whose other core is busy (each node's first import of
+#: torch and Ray's start-up dominate), and only progress, never a total, is required of it.
+STALL_S = 300.0
+NODE_START_ATTEMPTS = 3
 N_TRIALS, SEEDS = 2, 2
 
 
@@ -84,23 +88,40 @@ class LoopbackCluster:
         self.nodes: dict[str, subprocess.Popen] = {}
         self.node_ids: dict[str, str] = {}
 
-    def start(self, deadline: float) -> None:
-        port = self.address.rpartition(":")[2]
-        self._start_node("head", ["--head", f"--port={port}", "--include-dashboard=false",
-                                  f"--ray-client-server-port={free_port()}"], deadline)  # fmt: skip
-        self._start_node("worker", [f"--address={self.address}"], deadline)
+    def start(self) -> None:
+        """Start both nodes; each must bring up its raylet within ``STALL_S``."""
+        self._start_node("head", lambda: ["--head", f"--port={self.address.rpartition(':')[2]}",
+                                          "--include-dashboard=false",
+                                          f"--ray-client-server-port={free_port()}"])  # fmt: skip
+        self._start_node("worker", lambda: [f"--address={self.address}"])
 
-    def _start_node(self, name: str, args: list[str], deadline: float) -> None:
-        """``ray start --block``: it stays in the foreground, so the node is one session."""
+    def _start_node(self, name: str, args: Callable[[], list[str]]) -> None:
+        """``ray start --block``: it stays in the foreground, so the node is one session.
+
+        Ray gives a starting node a fixed 30 s to register (``raylet_start_wait_time_s`` in
+        ``ray/_private/node.py``, not configurable), which a machine whose cores are busy with
+        other work can miss; a node that gives up that way is started again, on a fresh port.
+        """
         temp_dir = self.temp_dirs[len(self.nodes)]
-        command = [RAY, "start", "--block", "--disable-usage-stats", "--num-cpus=1",
-                   "--node-ip-address=127.0.0.1", f"--temp-dir={temp_dir}",
-                   f"--dashboard-agent-listen-port={free_port()}", *args]  # fmt: skip
-        with (self.folder / f"{name}.log").open("w") as log:
-            self.nodes[name] = subprocess.Popen(
-                command, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        self.node_ids[name] = raylet_node_id(self.nodes[name], deadline)
+        for attempt in range(1, NODE_START_ATTEMPTS + 1):
+            command = [RAY, "start", "--block", "--disable-usage-stats", "--num-cpus=1",
+                       "--node-ip-address=127.0.0.1", f"--temp-dir={temp_dir}",
+                       f"--dashboard-agent-listen-port={free_port()}", *args()]  # fmt: skip
+            log_path = self.folder / f"{name}-{attempt}.log"
+            with log_path.open("w") as log:
+                node = subprocess.Popen(
+                    command, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )  # fmt: skip
+            self.nodes[name] = node
+            if node_started(node, log_path, time.monotonic() + STALL_S):
+                self.node_ids[name] = raylet_node_id(node, time.monotonic() + STALL_S)
+                return
+            kill_session(node.pid)
+            node.wait()
+            if name == "head":
+                self.address = f"127.0.0.1:{free_port()}"
+        raise RuntimeError(f"`ray start` of the {name} node failed {NODE_START_ATTEMPTS} times")
 
     def lose(self, name: str) -> None:
         """SIGKILL every process of one node, as a crashed or preempted machine would."""
@@ -112,6 +133,15 @@ class LoopbackCluster:
             self.lose(name)
         for temp_dir in self.temp_dirs:
             shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def node_started(node: subprocess.Popen, log_path: Path, deadline: float) -> bool:
+    """Whether ``ray start --block`` says the node is up before it exits or ``deadline``."""
+    while time.monotonic() < deadline and node.poll() is None:
+        if "Ray runtime started" in log_path.read_text(errors="replace"):
+            return True
+        time.sleep(0.2)
+    return False
 
 
 def raylet_node_id(node: subprocess.Popen, deadline: float) -> str:
@@ -157,6 +187,21 @@ def finished_jobs(root: Path) -> dict[str, str]:
     return jobs
 
 
+class ProgressWatch:
+    """Fails a wait only when no trial or run has finished for ``STALL_S``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.seen = 0
+        self.deadline = time.monotonic() + STALL_S
+
+    def check(self, what: str) -> None:
+        finished = len(finished_jobs(self.root))
+        if finished > self.seen:
+            self.seen, self.deadline = finished, time.monotonic() + STALL_S
+        assert time.monotonic() < self.deadline, f"{what} for {STALL_S:.0f} s"
+
+
 @pytest.fixture(scope="module")
 def cluster_run(tmp_path_factory) -> ClusterRun:
     """Start both nodes, run the study, lose the worker node, finish; then stop everything."""
@@ -165,18 +210,20 @@ def cluster_run(tmp_path_factory) -> ClusterRun:
     root = folder / "results" / "tiny"
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
            "RAY_USAGE_STATS_ENABLED": "0"}  # fmt: skip
-    deadline = time.monotonic() + BUDGET_S
     cluster, driver = LoopbackCluster(folder, env), None
     try:
-        cluster.start(deadline)
+        cluster.start()
         driver = start_driver(study, folder / "results", cluster.address, env)
+        watch = ProgressWatch(root)
         while cluster.node_ids["worker"] not in finished_jobs(root).values():
             assert driver.poll() is None, (folder / "driver.log").read_text()
-            assert time.monotonic() < deadline, "no run finished on the worker node in time"
+            watch.check("no run finished on the worker node")
             time.sleep(0.2)
         cluster.lose("worker")
         before_loss = finished_jobs(root)
-        returncode = driver.wait(timeout=max(1.0, deadline - time.monotonic()))
+        while (returncode := driver.poll()) is None:
+            watch.check("the study stopped making progress after the worker node was lost")
+            time.sleep(0.2)
     finally:
         if driver is not None:
             kill_session(driver.pid)

@@ -46,7 +46,7 @@ def _get_json(url: str) -> dict:
         return json.load(response)
 
 
-def _wait_for_json(url: str, timeout_s: float = 60) -> dict:
+def _wait_for_json(url: str, timeout_s: float = 300) -> dict:
     deadline = time.monotonic() + timeout_s
     while True:
         try:

@@ -22,7 +22,7 @@ from cce_bench.config import load_study
 from cce_bench.study import run_study
 from cce_bench.study.store import ResultsStore, latest_records
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+pytestmark = pytest.mark.slow
 
 #: Record fields that measure cost or place, not the result.
 COST_FIELDS = frozenset({"wall_time_s", "images_per_s", "peak_memory_mb", "node", "node_id"})

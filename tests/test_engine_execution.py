@@ -180,3 +180,38 @@ def test_the_running_ray_refuses_more_cpus_than_its_node_has(ray_local):
 def test_the_running_ray_without_a_gpu_refuses_a_gpu_request(ray_local):
     with pytest.raises(ClusterError, match="gpus_per_run` = 1, but no node"):
         check_resources(Resources(gpus_per_run=1))
+
+
+def test_a_local_ray_that_misses_its_start_up_window_is_started_again(monkeypatch):
+    import ray
+
+    from cce_bench.study import _executor as execution
+
+    calls = []
+
+    def flaky_init(**options):
+        calls.append(options)
+        if len(calls) == 1:
+            raise Exception("The current node timed out during startup. This could happen ...")
+
+    monkeypatch.setattr(ray, "init", flaky_init)
+    monkeypatch.setattr(ray, "shutdown", lambda: None)
+    execution._init_local_ray(2, {"include_dashboard": False})
+    assert len(calls) == 2 and calls[1]["num_cpus"] == 2
+
+
+def test_a_local_ray_that_fails_otherwise_is_not_retried(monkeypatch):
+    import ray
+
+    from cce_bench.study import _executor as execution
+
+    calls = []
+
+    def broken_init(**options):
+        calls.append(options)
+        raise Exception("something else")
+
+    monkeypatch.setattr(ray, "init", broken_init)
+    with pytest.raises(Exception, match="something else"):
+        execution._init_local_ray(None, {})
+    assert len(calls) == 1

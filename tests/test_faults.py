@@ -32,7 +32,7 @@ from cce_bench.study import run_study
 from cce_bench.study._executor import start_ray
 from cce_bench.study.store import ResultsStore, latest_records
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+pytestmark = pytest.mark.slow
 
 KEY = ("resnet10t", "ce", 0)
 

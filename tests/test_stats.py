@@ -5,10 +5,15 @@ import math
 
 import numpy as np
 import pytest
-from scipy.stats import rankdata
+from scipy import stats as scipy_stats
+from scipy.stats import permutation_test, rankdata
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.power import TTestPower
+from statsmodels.stats.weightstats import ttost_paired
 
 from cce_bench.stats import (
     StatsInputError,
+    benjamini_hochberg,
     combine_pvalues,
     corrected_resampled_t,
     holm,
@@ -16,6 +21,9 @@ from cce_bench.stats import (
     paired_comparison,
     paired_t_power,
     seeds_for_power,
+    seeds_needed,
+    sign_flip_pvalue,
+    tost_paired,
     verdict,
     wilcoxon_pvalue,
 )
@@ -26,12 +34,11 @@ from cce_bench.stats import (
 # (signs flip here because d = b - a = drug 2 - drug 1).
 SLEEP_DRUG_1 = [0.7, -1.6, -0.2, -1.2, -0.1, 3.4, 3.7, 0.8, 0.0, 2.0]
 SLEEP_DRUG_2 = [1.9, 0.8, 1.1, 0.1, -0.1, 4.4, 5.5, 1.6, 4.6, 3.4]
-N_BOOT = 500  # enough for the properties tested, small enough to keep the file fast
 
 
 @pytest.fixture(scope="module")
 def sleep_comparison() -> dict:
-    return paired_comparison(SLEEP_DRUG_1, SLEEP_DRUG_2, n_boot=N_BOOT)
+    return paired_comparison(SLEEP_DRUG_1, SLEEP_DRUG_2)
 
 
 def exact_wilcoxon_by_enumeration(d: np.ndarray) -> float:
@@ -45,6 +52,16 @@ def exact_wilcoxon_by_enumeration(d: np.ndarray) -> float:
         for signs in itertools.product([False, True], repeat=d.size)
     ]
     return float(np.mean([abs(s - centre) >= observed - 1e-9 for s in sums]))
+
+
+def sign_flip_by_enumeration(d: np.ndarray) -> float:
+    """Two-sided p over all 2^n sign patterns, one Python sum per pattern (zeros included)."""
+    observed = abs(math.fsum(d))
+    sums = [
+        abs(math.fsum(s * x for s, x in zip(signs, d, strict=True)))
+        for signs in itertools.product([1.0, -1.0], repeat=len(d))
+    ]
+    return sum(s >= observed - 1e-12 for s in sums) / 2 ** len(d)
 
 
 def test_paired_t_matches_the_published_sleep_data_result(sleep_comparison):
@@ -86,57 +103,100 @@ def test_wilcoxon_pvalue_equals_exact_enumeration_of_sign_flips(d):
     assert wilcoxon_pvalue(d) == pytest.approx(exact_wilcoxon_by_enumeration(d))
 
 
-def test_bootstrap_interval_is_reproducible_for_a_seed():
-    a, b = [0.70, 0.71, 0.69, 0.72, 0.70], [0.72, 0.71, 0.73, 0.75, 0.70]
-    first = paired_comparison(a, b, seed=3, n_boot=N_BOOT)
-    again = paired_comparison(a, b, seed=3, n_boot=N_BOOT)
-    other = paired_comparison(a, b, seed=4, n_boot=N_BOOT)
-    assert (first["boot_ci_low"], first["boot_ci_high"]) == (
-        again["boot_ci_low"],
-        again["boot_ci_high"],
-    )
-    assert (first["boot_ci_low"], first["boot_ci_high"]) != (
-        other["boot_ci_low"],
-        other["boot_ci_high"],
-    )
+SIGN_FLIP_CASES = [
+    [0.01, 0.02, 0.03, 0.04, 0.05, -0.06],
+    [0.0, 0.3, 0.1, 0.1, -0.2, 0.4, 0.5],
+    [0.02, 0.02, 0.02, 0.01, -0.02],
+    [0.0134, -0.0021, 0.0087, 0.0005, -0.0113, 0.0242, 0.0061, -0.0009, 0.0150],
+    [1.0, -1.0, 2.0, -2.0],
+]
 
 
-def test_bootstrap_interval_brackets_the_mean_within_the_observed_range(sleep_comparison):
-    d = np.subtract(SLEEP_DRUG_2, SLEEP_DRUG_1)
-    assert d.min() <= sleep_comparison["boot_ci_low"] < 1.58 < sleep_comparison["boot_ci_high"]
-    assert sleep_comparison["boot_ci_high"] <= d.max()
+@pytest.mark.parametrize("d", SIGN_FLIP_CASES, ids=["distinct", "zero", "ties", "nine", "null"])
+def test_sign_flip_pvalue_equals_brute_force_enumeration(d):
+    assert sign_flip_pvalue(d) == pytest.approx(sign_flip_by_enumeration(np.array(d)), rel=1e-12)
+
+
+@pytest.mark.parametrize("d", SIGN_FLIP_CASES, ids=["distinct", "zero", "ties", "nine", "null"])
+def test_sign_flip_pvalue_equals_scipy_exact_permutation_test(d):
+    reference = permutation_test(
+        (np.array(d),),
+        lambda x, axis: np.abs(np.sum(x, axis=axis)),
+        permutation_type="samples",
+        n_resamples=np.inf,
+        alternative="greater",
+    ).pvalue
+    assert sign_flip_pvalue(d) == pytest.approx(reference, rel=1e-12)
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 10, 20])
+def test_constant_nonzero_differences_of_one_sign_give_two_over_two_to_the_n(n):
+    assert sign_flip_pvalue([0.013] * n) == 2 / 2**n
+    assert sign_flip_pvalue([-0.013] * n) == 2 / 2**n
+
+
+def test_sign_flip_zeros_are_ties_that_leave_the_pvalue_unchanged():
+    assert sign_flip_pvalue([0.01, 0.01, 0.01, 0.0, 0.0]) == sign_flip_pvalue([0.01] * 3)
+    assert sign_flip_pvalue([0.0, 0.0]) == 1.0
+
+
+def sign_flip_of_integers_by_convolution(d: np.ndarray) -> float:
+    """Exact two-sided sign-flip p of integer differences: the distribution of sum(s * d) is
+    the convolution of the two-point distributions {-d_i, +d_i}, counted on an integer grid."""
+    offset = int(np.abs(d).sum())
+    counts = np.zeros(2 * offset + 1)
+    counts[offset] = 1.0
+    for x in np.abs(d).astype(int):
+        counts = np.roll(counts, x) + np.roll(counts, -x)  # no wrap: |sum| <= offset
+    sums = np.arange(-offset, offset + 1)
+    return float(counts[np.abs(sums) >= abs(d.sum())].sum() / 2.0**d.size)
+
+
+def test_sign_flip_beyond_the_exact_limit_is_within_monte_carlo_error_of_the_exact_p():
+    d = np.random.default_rng(1).integers(-20, 25, size=60).astype(float)
+    exact = sign_flip_of_integers_by_convolution(d)
+    # 2^20 resamples: standard error <= 0.0005; 5 of them leave no room for chance.
+    assert 0.01 < exact < 0.5
+    assert sign_flip_pvalue(d) == pytest.approx(exact, abs=5 * 0.0005)
 
 
 def test_all_zero_differences_give_p_one_and_no_effect():
-    result = paired_comparison([0.7, 0.8, 0.9], [0.7, 0.8, 0.9], n_boot=N_BOOT)
+    result = paired_comparison([0.7, 0.8, 0.9], [0.7, 0.8, 0.9])
     assert (result["t_pvalue"], result["wilcoxon_pvalue"], result["d_z"]) == (1.0, 1.0, 0.0)
     assert (result["t_ci_low"], result["t_ci_high"]) == (0.0, 0.0)
     assert result["n_zero_diffs"] == 3
     assert result["seeds_for_80_power"] is None
 
 
-def test_constant_nonzero_differences_leave_the_t_test_undefined():
+def test_constant_nonzero_differences_get_the_exact_sign_flip_p_not_nan():
     # 0.71 - 0.70 and 0.81 - 0.80 differ in floating point; rounding makes them one value.
-    result = paired_comparison([0.70, 0.80, 0.90], [0.71, 0.81, 0.91], n_boot=N_BOOT)
+    result = paired_comparison([0.70, 0.80, 0.90], [0.71, 0.81, 0.91])
     assert result["sd_diff"] == 0.0
-    assert math.isnan(result["t_pvalue"])
+    assert result["t_pvalue"] == result["sign_flip_p"] == 2 / 2**3
     assert result["d_z"] == math.inf
     assert result["t_ci_low"] == result["t_ci_high"] == pytest.approx(0.01)
-    assert result["boot_ci_low"] == result["boot_ci_high"] == pytest.approx(0.01)
     assert result["wilcoxon_pvalue"] == pytest.approx(2 / 2**3)
     assert result["seeds_for_80_power"] is None
 
 
-def test_one_seed_gives_nan_spread_and_is_underpowered():
-    result = paired_comparison([0.7], [0.75], n_boot=N_BOOT)
+def test_constant_nonzero_differences_stay_in_the_holm_family():
+    constant = paired_comparison([0.70, 0.80, 0.90, 0.60, 0.50], [0.71, 0.81, 0.91, 0.61, 0.51])
+    adjusted = holm([constant["t_pvalue"], 0.01])
+    # Holm over two: 0.01 * 2 = 0.02, then max(0.02, 2/32 * 1) = 0.0625.
+    np.testing.assert_allclose(adjusted, [2 / 2**5, 0.02], rtol=1e-15)
+
+
+def test_one_seed_gives_nan_spread_a_p_of_one_and_is_underpowered():
+    result = paired_comparison([0.7], [0.75])
     assert result["mean_diff"] == pytest.approx(0.05)
-    assert all(math.isnan(result[key]) for key in ("sd_diff", "t_pvalue", "t_ci_low", "d_z"))
+    assert all(math.isnan(result[key]) for key in ("sd_diff", "t_ci_low", "t_ci_high", "d_z"))
+    assert result["t_pvalue"] == result["sign_flip_p"] == 1.0  # both signs are as extreme
     assert result["underpowered"] is True
 
 
 def test_fewer_than_five_seeds_are_marked_underpowered():
-    four = paired_comparison([1, 2, 3, 4], [2, 2, 4, 5], n_boot=N_BOOT)
-    five = paired_comparison([1, 2, 3, 4, 5], [2, 2, 4, 5, 5], n_boot=N_BOOT)
+    four = paired_comparison([1, 2, 3, 4], [2, 2, 4, 5])
+    five = paired_comparison([1, 2, 3, 4, 5], [2, 2, 4, 5, 5])
     assert (four["underpowered"], five["underpowered"]) == (True, False)
 
 
@@ -167,6 +227,133 @@ def test_seeds_for_power_is_none_without_a_finite_nonzero_effect():
     assert seeds_for_power(0.0) is None
     assert seeds_for_power(math.inf) is None
     assert seeds_for_power(math.nan) is None
+
+
+# Paired metric values of five seeds: near-equivalent, clearly better, and spread wide.
+TOST_CASES = [
+    ([0.700, 0.712, 0.695, 0.705, 0.690], [0.703, 0.709, 0.701, 0.707, 0.688]),
+    ([0.700, 0.712, 0.695, 0.705, 0.690], [0.731, 0.745, 0.722, 0.740, 0.716]),
+    ([0.70, 0.75, 0.62, 0.81, 0.66], [0.74, 0.69, 0.70, 0.77, 0.71]),
+]
+
+
+@pytest.mark.parametrize(("a", "b"), TOST_CASES, ids=["equivalent", "better", "wide"])
+@pytest.mark.parametrize("margin", [0.005, 0.01, 0.05])
+def test_tost_paired_matches_statsmodels_ttost_paired(a, b, margin):
+    p_value, (_, p_lower, _), (_, p_upper, _) = ttost_paired(
+        np.array(b), np.array(a), -margin, margin
+    )
+    result = tost_paired(a, b, margin)
+    np.testing.assert_allclose(
+        [result["p_value"], result["p_lower"], result["p_upper"]],
+        [p_value, p_lower, p_upper],
+        rtol=1e-9,
+    )
+
+
+@pytest.mark.parametrize(("a", "b"), TOST_CASES, ids=["equivalent", "better", "wide"])
+def test_tost_rejects_exactly_when_the_ninety_percent_t_interval_lies_inside_the_margin(a, b):
+    d = np.subtract(b, a)
+    interval = scipy_stats.ttest_1samp(d, 0.0).confidence_interval(confidence_level=0.90)
+    for margin in np.linspace(0.001, 0.06, 60):
+        inside = -margin < interval.low and interval.high < margin
+        assert (tost_paired(a, b, margin)["p_value"] < 0.05) == inside
+
+
+def test_tost_of_constant_differences_uses_the_one_sided_sign_flip_p():
+    inside = tost_paired([0.70] * 4, [0.705] * 4, margin=0.01)
+    outside = tost_paired([0.70] * 4, [0.72] * 4, margin=0.01)
+    assert (inside["p_lower"], inside["p_upper"], inside["p_value"]) == (1 / 16, 1 / 16, 1 / 16)
+    assert (outside["p_lower"], outside["p_upper"], outside["p_value"]) == (1 / 16, 1.0, 1.0)
+
+
+def test_tost_rejects_a_margin_that_is_not_positive():
+    with pytest.raises(StatsInputError, match="margin"):
+        tost_paired([0.7, 0.8], [0.7, 0.9], margin=0.0)
+
+
+def test_benjamini_hochberg_matches_statsmodels_fdr_bh():
+    p = np.random.default_rng(7).uniform(0, 0.2, size=12) ** 2
+    np.testing.assert_allclose(
+        benjamini_hochberg(p), multipletests(p, method="fdr_bh")[1], rtol=1e-15
+    )
+
+
+def test_benjamini_hochberg_matches_hand_computed_step_up():
+    # Sorted 0.005, 0.01, 0.03, 0.04 times 4/1, 4/2, 4/3, 4/4 = 0.02, 0.02, 0.04, 0.04, made
+    # monotone from the top (already), reported in the input order.
+    np.testing.assert_allclose(
+        benjamini_hochberg([0.01, 0.04, 0.03, 0.005]), [0.02, 0.04, 0.04, 0.02], rtol=1e-15
+    )
+
+
+def test_benjamini_hochberg_keeps_nan_and_leaves_it_out_of_the_family():
+    adjusted = benjamini_hochberg([0.01, math.nan, 0.04, 0.03])
+    expected = multipletests([0.01, 0.04, 0.03], method="fdr_bh")[1]
+    assert math.isnan(adjusted[1])
+    np.testing.assert_allclose(adjusted[[0, 2, 3]], expected, rtol=1e-15)
+
+
+def test_benjamini_hochberg_rejects_values_outside_the_unit_interval():
+    with pytest.raises(StatsInputError, match=r"\[0, 1\]"):
+        benjamini_hochberg([-0.1, 0.5])
+
+
+def power_by_noncentral_t(effect: float, n: int, alpha: float) -> float:
+    """Two-sided paired t-test power from scipy's noncentral t, both rejection regions."""
+    critical = scipy_stats.t.ppf(1 - alpha / 2, n - 1)
+    noncentrality = effect * math.sqrt(n)
+    return scipy_stats.nct.sf(critical, n - 1, noncentrality) + scipy_stats.nct.cdf(
+        -critical, n - 1, noncentrality
+    )
+
+
+@pytest.mark.parametrize(
+    ("sd_diff", "margin", "alpha", "power"),
+    [
+        (0.02, 0.01, 0.05, 0.8),
+        (0.02, 0.01, 0.0125, 0.8),
+        (0.008, 0.01, 0.0125, 0.9),
+        (0.03, 0.01, 0.05, 0.8),
+        (0.001, 0.01, 0.0125, 0.8),
+    ],
+)
+def test_seeds_needed_is_the_smallest_n_whose_noncentral_t_power_reaches_the_target(
+    sd_diff, margin, alpha, power
+):
+    n = seeds_needed(sd_diff, margin, alpha, power)
+    assert power_by_noncentral_t(margin / sd_diff, n, alpha) >= power
+    assert n == 2 or power_by_noncentral_t(margin / sd_diff, n - 1, alpha) < power
+
+
+@pytest.mark.parametrize(("sd_diff", "alpha"), [(0.02, 0.05), (0.02, 0.0125), (0.015, 0.01)])
+def test_seeds_needed_agrees_with_statsmodels_ttestpower(sd_diff, alpha):
+    n = seeds_needed(sd_diff, 0.01, alpha)
+    solved = TTestPower().solve_power(effect_size=0.01 / sd_diff, alpha=alpha, power=0.8)
+    assert n == math.ceil(solved)
+    assert TTestPower().power(0.01 / sd_diff, n, alpha) == pytest.approx(
+        power_by_noncentral_t(0.01 / sd_diff, n, alpha), rel=1e-9
+    )
+
+
+def test_seeds_needed_without_spread_is_where_the_sign_flip_p_reaches_alpha():
+    # 2/2^5 = 0.0625 > 0.05 >= 2/2^6; 2/2^7 = 0.0156 > 0.0125 >= 2/2^8.
+    assert seeds_needed(0.0, 0.01, 0.05) == 6
+    assert seeds_needed(0.0, 0.01, 0.0125) == 8
+
+
+@pytest.mark.parametrize(
+    ("sd_diff", "margin", "alpha", "power", "match"),
+    [
+        (math.nan, 0.01, 0.05, 0.8, "sd_diff"),
+        (-0.01, 0.01, 0.05, 0.8, "sd_diff"),
+        (0.01, 0.0, 0.05, 0.8, "margin"),
+        (0.01, 0.01, 0.9, 0.8, "alpha"),
+    ],
+)
+def test_seeds_needed_rejects_impossible_inputs(sd_diff, margin, alpha, power, match):
+    with pytest.raises(StatsInputError, match=match):
+        seeds_needed(sd_diff, margin, alpha, power)
 
 
 def test_holm_matches_hand_computed_step_down():
@@ -231,6 +418,10 @@ def test_corrected_resampled_t_matches_the_nadeau_bengio_formula():
 def test_corrected_resampled_t_is_more_cautious_than_the_plain_paired_t(sleep_comparison):
     corrected = corrected_resampled_t(SLEEP_DRUG_1, SLEEP_DRUG_2, test_fraction=0.2)
     assert corrected > sleep_comparison["t_pvalue"]
+
+
+def test_corrected_resampled_t_of_constant_differences_is_the_sign_flip_p():
+    assert corrected_resampled_t([0.70] * 4, [0.72] * 4, test_fraction=0.2) == 2 / 2**4
 
 
 def test_corrected_resampled_t_rejects_a_fraction_outside_zero_one():

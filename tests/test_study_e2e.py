@@ -101,6 +101,16 @@ def test_run_prints_the_report_and_significance_table(finished_study):
     assert "p (Holm)" in output and "Verdict" in output  # the significance table
 
 
+def test_run_prints_a_wall_time_estimate_before_its_first_trial(finished_study):
+    _, _, output = finished_study
+    lines = output.splitlines()
+    estimate = next(i for i, line in enumerate(lines) if "estimate: about" in line)
+    first_start = next(i for i, line in enumerate(lines) if "] started " in line)
+    assert estimate < first_start
+    assert "for 8 trials and runs" in lines[estimate]  # 2 arms x (2 trials + 2 seeds)
+    assert "resnet10t" in lines[estimate] and "img/s at 32 px" in lines[estimate]
+
+
 def test_status_counts_trials_and_runs_without_running_anything(finished_study):
     _, root, _ = finished_study
     progress = study_status(root)

@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from cce_bench.cli.app import EXIT_INTERRUPTED, app, console, err_console
+from cce_bench.estimate import format_duration
 
 if TYPE_CHECKING:
     from cce_bench.study import StudyOutcome, StudyProgress
@@ -235,17 +236,6 @@ def progress_table(progress: StudyProgress) -> Table:
     )
     table.caption_justify = "left"
     return table
-
-
-def format_duration(seconds: float | None) -> str:
-    """``1h02m``, ``3m05s``, ``42s`` or ``?``: short enough for a progress line."""
-    if seconds is None or seconds != seconds or seconds == float("inf"):
-        return "?"
-    hours, rest = divmod(round(seconds), 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
 # -- the answer ------------------------------------------------------------------------------

@@ -67,9 +67,9 @@ def significance_display(frame: pd.DataFrame, arm_labels: dict[str, str]) -> pd.
                 "n": f"{row.n}{' †' if row.underpowered else ''}",
                 "Δ (pp)": fmt_diff(row.mean_diff, row.metric),
                 "95% t CI": fmt_interval(row.t_ci_low, row.t_ci_high, row.metric),
-                "95% bootstrap CI": fmt_interval(row.boot_ci_low, row.boot_ci_high, row.metric),
                 "p (t)": fmt_p(row.t_pvalue),
                 "p (Wilcoxon)": fmt_p(row.wilcoxon_pvalue),
+                "p (sign flip)": fmt_p(row.sign_flip_p),
                 "p (Holm)": fmt_p(row.holm_pvalue),
                 "d_z": fmt_effect(row.d_z),
                 "Seeds for 80% power": "—" if _missing(seeds_needed) else str(int(seeds_needed)),
@@ -138,7 +138,9 @@ def significance_section(results: StudyResults, significance: pd.DataFrame) -> s
         "in absolute units); for the pair errors lower is better. p (Holm) adjusts p (t) over "
         "the whole table; the verdict reads it at α = 0.05. d_z = mean(Δ)/sd(Δ). Seeds for 80% "
         "power: paired t-test at α = 0.05 and the observed d_z. † fewer than 5 paired seeds: "
-        "underpowered, read with care. Wilcoxon is exact for small n and drops zero differences.",
+        "underpowered, read with care. Wilcoxon is exact for small n and drops zero differences. "
+        "Sign flip: exact paired permutation test over all 2^n sign patterns; it is p (t) when "
+        "the differences have no spread.",
     ]
     return "\n".join(lines)
 

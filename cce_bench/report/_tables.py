@@ -65,10 +65,9 @@ SIGNIFICANCE_COLUMNS: tuple[str, ...] = (
     "sd_diff",
     "t_ci_low",
     "t_ci_high",
-    "boot_ci_low",
-    "boot_ci_high",
     "t_pvalue",
     "wilcoxon_pvalue",
+    "sign_flip_p",
     "d_z",
     "n_zero_diffs",
     "seeds_for_80_power",
@@ -77,9 +76,6 @@ SIGNIFICANCE_COLUMNS: tuple[str, ...] = (
     "holm_pvalue",
     "verdict",
 )
-
-#: Seed of the bootstrap intervals: fixed so that a rebuilt report is byte-identical.
-BOOTSTRAP_SEED = 0
 
 PredictionLoader = Callable[[str, str, int], tuple[np.ndarray, np.ndarray, np.ndarray] | None]
 
@@ -259,7 +255,7 @@ def _comparison_row(a: np.ndarray, b: np.ndarray) -> dict:
         empty: dict = dict.fromkeys(SIGNIFICANCE_COLUMNS[first : last + 1], math.nan)
         empty.update(n=0, n_zero_diffs=0, seeds_for_80_power=None, underpowered=True, test="—")
         return empty
-    row = stats.paired_comparison(a, b, seed=BOOTSTRAP_SEED)
+    row = stats.paired_comparison(a, b)
     row["test"] = "paired t"
     return row
 

@@ -63,6 +63,7 @@ if TYPE_CHECKING:
     import optuna
 
     from cce_bench.config import StudySpec
+    from cce_bench.estimate import StudyEstimate
 
 PHASES = ("tune", "evaluate")
 
@@ -144,6 +145,8 @@ class StudyDriver:
         self.problems: dict[Arm, str] = {}
         self.started = time.monotonic() if options.started is None else options.started
         self.durations: list[float] = []
+        #: The throughput probe's prediction, shown as the ETA until the first job finishes.
+        self.initial_eta_s: float | None = None
         self.submitted: dict[str, float] = {}
         self._turn = 0
 
@@ -227,15 +230,23 @@ class StudyDriver:
             running = evaluator.in_flight() if evaluator is not None else 0
             progress = arm_progress(self.spec, arm, study, self.records, eval_running=running)
             arms.append(replace(progress, problem=self.problems.get(arm)))
-        mean_job_s = sum(self.durations) / len(self.durations) if self.durations else None
         slots = self.spec.resources.max_concurrent
+        # The first job on each worker also pays its import of torch and timm (10-30 s on a
+        # slow CPU), so finished jobs replace the probe's estimate only from the second round.
+        measured = len(self.durations) >= 2 * slots or self.initial_eta_s is None
+        mean_job_s = (
+            sum(self.durations) / len(self.durations) if measured and self.durations else None
+        )
+        eta_s = estimate_eta(tuple(arms), mean_job_s, self.phases, slots)
+        if eta_s is None and self.initial_eta_s is not None:
+            eta_s = max(0.0, self.initial_eta_s - (time.monotonic() - self.started))
         return StudyProgress(
             name=self.spec.name,
             results_dir=self.store.root,
             metric=self.spec.tune.metric,
             arms=tuple(arms),
             elapsed_s=time.monotonic() - self.started,
-            eta_s=estimate_eta(tuple(arms), mean_job_s, self.phases, slots),
+            eta_s=eta_s,
             event=event,
         )
 
@@ -365,6 +376,10 @@ def _drive(
     driver = StudyDriver(spec, store, studies, refs, options)
     for note in notes:
         driver.emit(note)
+    estimate = estimate_remaining(spec, prepared, driver.progress().arms, driver.phases)
+    if estimate is not None:
+        driver.initial_eta_s = (time.monotonic() - driver.started) + estimate.seconds
+        driver.emit(estimate.describe())
     try:
         executor.run(driver.next_job, driver.on_report, driver.on_done)
     except KeyboardInterrupt:
@@ -379,6 +394,58 @@ def _drive(
         notes=notes,
         failure=first_failure(studies, driver.records),
     )
+
+
+def estimate_remaining(
+    spec: StudySpec,
+    prepared: dict[int, Any],
+    arms: tuple[ArmProgress, ...],
+    phases: tuple[str, ...],
+) -> StudyEstimate | None:
+    """The wall time of the trials and runs still to do, from a throughput probe of each
+    backbone on this machine; None for a GPU study (the driver's CPU says nothing about a GPU
+    node's speed, so its ETA waits for the first finished runs) or when nothing is left."""
+    from cce_bench.estimate import (
+        StudyEstimate,
+        estimate_study_seconds,
+        job_images,
+        probe_images_per_s,
+    )
+    from cce_bench.study._evaluation import EVALUATION_PARTS
+    from cce_bench.study._tuning import TUNING_EVAL_PART, TUNING_PARTS
+
+    if spec.resources.gpus_per_run > 0 or spec.train.device not in ("auto", "cpu"):
+        return None
+    epochs, jobs_left = spec.train.epochs, []
+    for arm in arms:
+        data = prepared[spec.image_size_for(arm.backbone)]
+        if "tune" in phases:
+            trials = arm.n_trials - arm.complete - arm.pruned - arm.failed
+            per_trial = job_images(
+                epochs, len(data.indices(TUNING_PARTS)), len(data.indices(TUNING_EVAL_PART))
+            )
+            jobs_left.append((arm.backbone, max(0, trials), per_trial))
+        if "evaluate" in phases:
+            scored = len(data.indices([p for p in data.parts if p not in EVALUATION_PARTS]))
+            per_run = job_images(epochs, len(data.indices(EVALUATION_PARTS)), scored)
+            jobs_left.append((arm.backbone, max(0, arm.eval_total - arm.eval_done), per_run))
+    jobs = sum(count for _, count, _ in jobs_left)
+    if jobs == 0:
+        return None
+    sizes = {b: spec.image_size_for(b) for b in spec.models.backbones}
+    rates = {
+        backbone: probe_images_per_s(
+            backbone,
+            image_size=size,
+            batch_size=spec.train.batch_size,
+            num_classes=prepared[size].num_classes,
+            threads=spec.resources.threads_per_run or spec.resources.cpus_per_run,
+        )
+        for backbone, size in sizes.items()
+    }
+    slots = spec.resources.max_concurrent
+    seconds = estimate_study_seconds(jobs_left, rates, slots=slots)
+    return StudyEstimate(seconds, jobs, rates, sizes, slots)
 
 
 def run_resources(spec: StudySpec) -> Resources:

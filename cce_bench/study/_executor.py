@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from cce_bench.study._arms import JobSource
     from cce_bench.train import RunResult, RunSpec
 
+logger = logging.getLogger(__name__)
+
 #: How often the driver looks at finished tasks and reported epochs (seconds). An epoch takes
 #: seconds even on a GPU, so 0.2 s adds little to a trial and keeps the driver's CPU use low.
 POLL_S = 0.2
@@ -98,7 +100,7 @@ def start_ray(address: str | None = None, *, num_cpus: int | None = None) -> boo
     quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
     try:
         if address in (None, "", "local"):
-            ray.init(num_cpus=num_cpus, **quiet)
+            _init_local_ray(num_cpus, quiet)
         else:
             ray.init(address=address, **quiet)
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as error:
@@ -113,6 +115,31 @@ def start_ray(address: str | None = None, *, num_cpus: int | None = None) -> boo
             "start one with `ray start --head` or leave --address out to run locally"
         ) from None
     return True
+
+
+#: Starts of a local Ray before giving up (see ``_init_local_ray``).
+LOCAL_START_ATTEMPTS = 3
+
+
+def _init_local_ray(num_cpus: int | None, options: dict[str, Any]) -> None:
+    """``ray.init`` of a new local Ray, started again when it misses its start-up window.
+
+    Ray gives its own raylet a fixed 30 s to register with the GCS (``raylet_start_wait_time_s``
+    in ``ray/_private/node.py``; no setting raises it), and then raises a bare ``Exception``.
+    A laptop or CI runner whose cores are busy with other work can miss that window once; a
+    second start then usually succeeds, and losing the whole study to it would be worse.
+    """
+    import ray
+
+    for attempt in range(1, LOCAL_START_ATTEMPTS + 1):
+        try:
+            ray.init(num_cpus=num_cpus, **options)
+            return
+        except Exception as error:
+            if "timed out during startup" not in str(error) or attempt == LOCAL_START_ATTEMPTS:
+                raise
+            ray.shutdown()
+            logger.warning("Ray missed its start-up window on a busy machine; starting again")
 
 
 def _refused_for_token(error: BaseException) -> bool:
