@@ -39,7 +39,13 @@ from cce_bench.study._executor import (
     start_ray,
     stop_ray,
 )
-from cce_bench.study._progress import StudyProgress, arm_progress, estimate_eta, first_failure
+from cce_bench.study._progress import (
+    ArmProgress,
+    StudyProgress,
+    arm_progress,
+    estimate_eta,
+    first_failure,
+)
 from cce_bench.study._tuning import (
     ArmTuner,
     ArmWithoutTrialError,
