@@ -64,6 +64,16 @@ HIGHER_IS_BETTER: dict[str, bool] = {
     key: not key.startswith("pair_error_") for key in METRIC_LABELS
 }
 
+#: Metrics that are a fixed function of another metric of the same run, so that a paired test
+#: of one is a test of the other: the paper's ACC is ``1 - 2 * (1 - top1) / C`` (each error is
+#: one FN and one FP, see :func:`paper_metrics`), and its sensitivity is balanced accuracy times
+#: (classes with test images) / C, equal to it when every class has test images. A report shows
+#: them but never tests them, and an analysis plan cannot name them as its primary metric.
+DERIVED_METRICS: dict[str, str] = {
+    "paper_accuracy": "top1",
+    "paper_sensitivity": "balanced_accuracy",
+}
+
 
 def _class_name(class_names: tuple[str, ...] | list[str] | None, c: int) -> str:
     return str(class_names[c]) if class_names is not None else f"class {c}"

@@ -14,11 +14,12 @@ arm (CE) and ``b`` the other (CCE), and the analysis runs on the differences ``d
 * :func:`seeds_needed`: how many paired seeds detect a given margin (prospective power);
 * :func:`anytime_paired_t`: the safe t-test and its confidence sequence, valid at every seed
   however a study stops or continues;
-* :func:`mcnemar` and :func:`combine_pvalues`: per-image disagreement of the two arms at one
-  seed, combined over seeds;
+* :func:`mcnemar` and :func:`stouffer_signed`: per-image disagreement of the two arms at one
+  seed, combined over seeds with its direction;
 * :func:`corrected_resampled_t`: the Nadeau-Bengio test for studies whose split changes with
   the seed;
-* :func:`verdict`: the plain sentence a report prints.
+* :func:`t_interval`: the t interval at any level (a simultaneous one at ``1 - alpha / m``);
+* :func:`verdict`: the four-outcome verdict a report prints.
 
 The tests themselves come from scipy and statsmodels; this module fixes the conventions around
 them (zero and constant differences, NaN in a family) and documents each.
@@ -473,22 +474,31 @@ def mcnemar(pred_a: ArrayLike, pred_b: ArrayLike, y_true: ArrayLike) -> float:
     return float(statsmodels_mcnemar(table, exact=True).pvalue)
 
 
-def combine_pvalues(pvalues: ArrayLike) -> float:
-    """Fisher's combination of per-seed McNemar p-values (scipy ``combine_pvalues``).
+def stouffer_signed(pvalues: ArrayLike, directions: ArrayLike) -> float:
+    """Two-sided p of the signed Stouffer combination of per-seed two-sided p-values.
 
-    Why Fisher: its statistic ``-2 Σ log p`` is the most sensitive of the standard combiners to a
-    consistent effect that is weak at each seed, which is what a better loss would show; it is
-    also scipy's default, so the number is easy to reproduce. Caveat, stated in the report: it
-    assumes independent p-values, while the seeds of one split score the same test images, so
-    the combined p is optimistic; the per-seed paired tests with Holm stay the primary evidence.
-    NaN entries are ignored; none left gives NaN.
+    Each seed's two-sided p becomes a z-score carrying the sign of its effect,
+    ``z_i = sign_i * Phi^-1(1 - p_i / 2)``, and ``Z = sum z_i / sqrt(k)`` is standard normal
+    under the null when the seeds are independent (Stouffer et al. 1949; Whitlock 2005). Unlike
+    Fisher's ``-2 sum log p``, which ignores direction, opposite effects cancel: seeds that move
+    +2, -2, -1.6, 0 and +1.1 pp do not combine into evidence. ``directions`` are the signs of
+    each seed's effect (+1 for the other arm, -1 for the baseline, 0 for none); a p of 1 or a
+    direction of 0 contributes z = 0. Caveat, stated in the report: the seeds of one split
+    score the same test images, so their z-scores are positively correlated and the combined p
+    is optimistic; it stays exploratory. NaN entries are ignored; none left gives NaN.
     """
     p = np.asarray(pvalues, dtype=np.float64).ravel()
-    p = p[~np.isnan(p)]
-    if p.size == 0:
+    sign = np.sign(np.asarray(directions, dtype=np.float64).ravel())
+    if p.shape != sign.shape:
+        raise StatsInputError(
+            f"stouffer_signed needs one direction per p-value, got {p.size} and {sign.size}"
+        )
+    keep = ~(np.isnan(p) | np.isnan(sign))
+    if not keep.any():
         return math.nan
-    with np.errstate(divide="ignore"):  # a p of exactly 0 combines to 0, as it should
-        return float(scipy_stats.combine_pvalues(p, method="fisher").pvalue)
+    z = sign[keep] * scipy_stats.norm.isf(np.clip(p[keep], 0.0, 1.0) / 2.0)
+    combined = float(z.sum() / math.sqrt(z.size))
+    return float(2.0 * scipy_stats.norm.sf(abs(combined)))
 
 
 def corrected_resampled_t(a: ArrayLike, b: ArrayLike, test_fraction: float) -> float:
@@ -517,22 +527,51 @@ def corrected_resampled_t(a: ArrayLike, b: ArrayLike, test_fraction: float) -> f
     return float(2.0 * scipy_stats.t.sf(abs(t), df=n - 1))
 
 
+def t_interval(diffs: ArrayLike, level: float) -> tuple[float, float]:
+    """Two-sided t interval of mean(diffs) at confidence ``level`` (e.g. ``1 - alpha / m``).
+
+    ``mean ± t_{n-1}(1 - (1 - level) / 2) sd / sqrt(n)``; [c, c] for constant differences c
+    (no spread, as in :func:`paired_comparison`) and NaN for fewer than two.
+    """
+    d = np.asarray(diffs, dtype=np.float64).ravel()
+    if not 0.0 < level < 1.0:
+        raise StatsInputError(f"level must lie strictly between 0 and 1, got {level}")
+    if d.size < 2:
+        return math.nan, math.nan
+    mean = float(d.mean())
+    if np.all(d == d[0]):
+        return mean, mean
+    half = scipy_stats.t.ppf(1 - (1 - level) / 2, d.size - 1) * d.std(ddof=1) / math.sqrt(d.size)
+    return mean - float(half), mean + float(half)
+
+
 def verdict(
     mean_diff: float,
     adjusted_p: float,
+    equivalence_p: float = math.nan,
     *,
     alpha: float = ALPHA,
     higher_is_better: bool = True,
     better: str = "CCE",
     worse: str = "CE",
+    margin: str = "±margin",
 ) -> str:
-    """The plain verdict of one comparison: "CCE better", "CE better" or "no evidence".
+    """The verdict of one confirmatory comparison, one of four outcomes.
 
-    ``better`` names arm b and ``worse`` arm a (d = b - a); the verdict names the arm the
-    difference favours, given the metric's direction (``HIGHER_IS_BETTER`` in metrics), when
-    the Holm-adjusted p is below ``alpha``. A NaN p or a zero difference is "no evidence".
+    * ``"<better> better"`` / ``"<worse> better"``: the family-adjusted p of the difference
+      (Holm) is below ``alpha``; ``better`` names arm b and ``worse`` arm a (d = b - a), and
+      the winner follows the metric's direction (``HIGHER_IS_BETTER`` in metrics);
+    * ``"equivalent within <margin>"``: otherwise, the family-adjusted p of the paired TOST
+      against ±margin (:func:`tost_paired`) is below ``alpha``: the difference is shown to be
+      smaller than the smallest one that matters;
+    * ``"inconclusive"``: neither; more seeds are needed to tell (a NaN p rejects nothing).
+
+    A significant difference takes precedence over equivalence: both can hold when a real
+    difference is smaller than the margin, and the interval printed beside it shows that.
     """
-    if math.isnan(adjusted_p) or adjusted_p >= alpha or mean_diff == 0.0:
-        return "no evidence"
-    b_wins = (mean_diff > 0) == higher_is_better
-    return f"{better} better" if b_wins else f"{worse} better"
+    if not math.isnan(adjusted_p) and adjusted_p < alpha and mean_diff != 0.0:
+        b_wins = (mean_diff > 0) == higher_is_better
+        return f"{better} better" if b_wins else f"{worse} better"
+    if not math.isnan(equivalence_p) and equivalence_p < alpha:
+        return f"equivalent within {margin}"
+    return "inconclusive"

@@ -440,3 +440,61 @@ def test_default_study_is_the_quickstart_from_any_folder(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     assert default_study_path().read_bytes() == (REPO_STUDIES / "quickstart.toml").read_bytes()
+
+
+# -- the analysis plan ---------------------------------------------------------------------------
+
+
+def test_analysis_plan_defaults_to_balanced_accuracy_and_every_other_arm(tmp_path: Path) -> None:
+    spec = load_study(study_file(tmp_path))
+    plan = spec.analysis
+    assert (plan.primary_metric, plan.alpha, plan.margin) == ("balanced_accuracy", 0.05, 0.01)
+    assert plan.comparisons is None
+    assert plan.compared_arms(spec.losses) == ("cce", "cce_tau")
+
+
+def test_analysis_comparisons_pick_the_arms_compared(tmp_path: Path) -> None:
+    spec = load_study(study_file(tmp_path, {"analysis": {"comparisons": ["cce_tau"]}}))
+    assert spec.analysis.compared_arms(spec.losses) == ("cce_tau",)
+
+
+def test_derived_metric_cannot_be_the_primary_metric(tmp_path: Path) -> None:
+    path = study_file(tmp_path, {"analysis": {"primary_metric": "paper_accuracy"}})
+    message = rejection(path, "analysis.primary_metric")
+    assert "is a function of 'top1' in the same run, so it is shown but never tested" in message
+
+
+def test_unknown_primary_metric_suggests_the_closest(tmp_path: Path) -> None:
+    path = study_file(tmp_path, {"analysis": {"primary_metric": "balanced_acc"}})
+    assert "did you mean 'balanced_accuracy'?" in rejection(path, "analysis.primary_metric")
+
+
+def test_comparison_must_be_an_arm_other_than_the_baseline(tmp_path: Path) -> None:
+    unknown = study_file(tmp_path, {"analysis": {"comparisons": ["cce_tua"]}})
+    assert "did you mean 'cce_tau'?" in rejection(unknown, "analysis.comparisons")
+    baseline = study_file(tmp_path, {"analysis": {"comparisons": ["ce", "cce"]}})
+    assert "lists the baseline 'ce'" in rejection(baseline, "analysis.comparisons")
+    empty = study_file(tmp_path, {"analysis": {"comparisons": []}})
+    assert "is empty" in rejection(empty, "analysis.comparisons")
+
+
+@pytest.mark.parametrize(("key", "value"), [("margin", 1), ("margin", 0), ("alpha", 5)])
+def test_margin_and_alpha_must_be_fractions(tmp_path: Path, key: str, value: float) -> None:
+    path = study_file(tmp_path, {"analysis": {key: value}})
+    assert "set it within" in rejection(path, f"analysis.{key}")
+
+
+def test_the_analysis_plan_is_part_of_the_fingerprint() -> None:
+    base = study_from_dict(MINIMAL)
+    wider = study_from_dict(merged(MINIMAL, {"analysis": {"margin": 0.02}}))
+    assert wider.fingerprint() != base.fingerprint()
+    assert diff_studies(base.to_dict(), wider.to_dict()) == ["analysis.margin: 0.01 -> 0.02"]
+
+
+@pytest.mark.parametrize("name", ["quickstart", "paper-ham10000", "lesion-ham10000", "dermamnist",
+                                  "ham10000-cpu"])  # fmt: skip
+def test_shipped_study_states_its_analysis_plan(name: str) -> None:
+    import tomllib
+
+    table = tomllib.loads((REPO_STUDIES / f"{name}.toml").read_text(encoding="utf-8"))
+    assert set(table["analysis"]) == {"primary_metric", "comparisons", "alpha", "margin"}

@@ -120,3 +120,11 @@ def test_manifest_is_json_and_records_counts_and_no_shared_lesions():
     assert sum(manifest["parts"]["train"]["class_counts"].values()) == len(parts["train"])
     assert set(manifest["shared_lesions"].values()) == {0}
     assert manifest["images"] == len(labeled)
+
+
+def test_manifest_records_the_lesion_of_every_image():
+    labeled = _labeled()
+    parts = _split(labeled, "lesion")
+    test = split_manifest(labeled, parts)["parts"]["test"]
+    assert test["lesion_ids"] == list(labeled.group_ids[parts["test"]].astype(str))
+    assert len(set(test["lesion_ids"])) == test["lesions"]

@@ -308,6 +308,7 @@ ISIC_INPUT, ISIC_TRUTH = "ISIC2018_Task3_Test_Input.zip", "ISIC2018_Task3_Test_G
 ISIC_LOCK = {"dataset": "isic2018-test", "files": {ISIC_TRUTH: {"sha256": "0" * 64}}}
 CSV = "HAM10000_metadata.csv"
 SPACE = "[tune.space]\n{}\n\n[evaluate]"
+ANALYSIS = "[analysis]\n{}\n\n[evaluate]"
 CASES: dict[str, Case] = {
     # -- study files -------------------------------------------------------------------------
     "study-missing": Case(
@@ -403,6 +404,30 @@ CASES: dict[str, Case] = {
     "study-device-cuda-without-gpus-per-run": study_case(
         "`train.device` = 'cuda', but `resources.gpus_per_run` = 0, and Ray hides the GPUs",
         ("epochs = 1", 'epochs = 1\ndevice = "cuda"'),
+    ),
+    "study-primary-metric-derived": study_case(
+        "`analysis.primary_metric` = 'paper_accuracy' is a function of 'top1' in the same run",
+        ("[evaluate]", ANALYSIS.format('primary_metric = "paper_accuracy"')),
+    ),
+    "study-primary-metric-unknown": study_case(
+        "`analysis.primary_metric` = 'balanced_acc' is not one of",
+        ("[evaluate]", ANALYSIS.format('primary_metric = "balanced_acc"')),
+    ),
+    "study-comparison-not-an-arm": study_case(
+        "`analysis.comparisons` = 'cce_tau' is not one of the other arms in `losses.arms` (cce)",
+        ("[evaluate]", ANALYSIS.format('comparisons = ["cce_tau"]')),
+    ),
+    "study-comparison-is-baseline": study_case(
+        "`analysis.comparisons` lists the baseline 'ce'",
+        ("[evaluate]", ANALYSIS.format('comparisons = ["ce", "cce"]')),
+    ),
+    "study-margin-out-of-range": study_case(
+        "`analysis.margin` must be in (0.0, 1.0) (in metric units: metrics are ratios, so 0.01 "
+        "is 1 pp), got 1.0",
+        ("[evaluate]", ANALYSIS.format("margin = 1")),
+    ),
+    "study-alpha-out-of-range": study_case(
+        "`analysis.alpha` must be in (0.0, 0.5)", ("[evaluate]", ANALYSIS.format("alpha = 5"))
     ),
     # -- command-line flags ------------------------------------------------------------------
     "flag-unknown-option": Case(
@@ -658,6 +683,14 @@ CASES: dict[str, Case] = {
         {
             "study.toml": STUDY,
             "results/tiny/study.toml": stored_study(("^epochs = 1$", "epochs = 2")),
+        },
+    ),
+    "results-analysis-changed": Case(
+        RUN,
+        "results/tiny holds results of a different study (analysis.margin: 0.02 -> 0.01)",
+        {
+            "study.toml": STUDY,
+            "results/tiny/study.toml": stored_study(("^margin = 0.01$", "margin = 0.02")),
         },
     ),
     "results-runs-corrupt": Case(

@@ -14,7 +14,6 @@ from statsmodels.stats.weightstats import ttost_paired
 from cce_bench.stats import (
     StatsInputError,
     benjamini_hochberg,
-    combine_pvalues,
     corrected_resampled_t,
     holm,
     mcnemar,
@@ -23,6 +22,8 @@ from cce_bench.stats import (
     seeds_for_power,
     seeds_needed,
     sign_flip_pvalue,
+    stouffer_signed,
+    t_interval,
     tost_paired,
     verdict,
     wilcoxon_pvalue,
@@ -395,15 +396,40 @@ def test_mcnemar_rejects_predictions_of_different_images():
         mcnemar([0, 1], [0, 1, 1], [0, 1])
 
 
-def test_fisher_combination_matches_its_closed_form_for_two_pvalues():
-    # -2 (ln p1 + ln p2) is chi-square with 4 df, whose survival is e^(-x/2) (1 + x/2).
-    half_x = -math.log(0.1 * 0.2)
-    assert combine_pvalues([0.1, 0.2]) == pytest.approx(0.1 * 0.2 * (1 + half_x))
+def test_signed_stouffer_matches_its_closed_form():
+    z = scipy_stats.norm.isf(np.array([0.1, 0.2]) / 2)  # two seeds favouring the other arm
+    expected = 2 * scipy_stats.norm.sf(z.sum() / math.sqrt(2))
+    assert stouffer_signed([0.1, 0.2], [1, 1]) == pytest.approx(expected)
 
 
-def test_fisher_combination_ignores_nan_and_is_nan_when_empty():
-    assert combine_pvalues([0.1, math.nan, 0.2]) == pytest.approx(combine_pvalues([0.1, 0.2]))
-    assert math.isnan(combine_pvalues([math.nan]))
+def test_signed_stouffer_lets_seeds_that_disagree_cancel():
+    # The example: per-seed effects of both signs, each seed alone "significant".
+    assert stouffer_signed([0.01, 0.01], [1, -1]) == pytest.approx(1.0)
+    assert stouffer_signed([0.01, 0.01], [1, 1]) < 0.001
+
+
+def test_signed_stouffer_ignores_nan_and_is_nan_when_empty():
+    assert stouffer_signed([0.1, math.nan, 0.2], [1, -1, 1]) == pytest.approx(
+        stouffer_signed([0.1, 0.2], [1, 1])
+    )
+    assert math.isnan(stouffer_signed([math.nan], [1]))
+
+
+def test_signed_stouffer_counts_a_seed_without_direction_as_zero():
+    assert stouffer_signed([1.0, 0.02], [0, 1]) == pytest.approx(
+        2 * scipy_stats.norm.sf(scipy_stats.norm.isf(0.01) / math.sqrt(2))
+    )
+
+
+def test_t_interval_matches_scipy_at_any_level():
+    d = np.array([0.01, 0.03, 0.02, 0.05, 0.00])
+    expected = scipy_stats.ttest_1samp(d, 0.0).confidence_interval(confidence_level=0.9875)
+    assert t_interval(d, 0.9875) == pytest.approx((expected.low, expected.high))
+
+
+def test_t_interval_of_constant_differences_is_the_point_and_of_one_seed_nan():
+    assert t_interval([0.02, 0.02, 0.02], 0.95) == (0.02, 0.02)
+    assert all(math.isnan(x) for x in t_interval([0.02], 0.95))
 
 
 def test_corrected_resampled_t_matches_the_nadeau_bengio_formula():
@@ -438,9 +464,23 @@ def test_verdict_flips_for_lower_is_better_metrics():
     assert verdict(-0.02, 0.01, higher_is_better=False) == "CCE better"
 
 
-def test_verdict_is_no_evidence_at_or_above_alpha_or_without_a_pvalue():
-    assert verdict(0.02, 0.05) == "no evidence"
-    assert verdict(0.02, math.nan) == "no evidence"
+def test_verdict_is_equivalent_when_only_the_equivalence_test_rejects():
+    assert verdict(0.001, 0.4, 0.01, margin="±1.00 pp") == "equivalent within ±1.00 pp"
+
+
+def test_verdict_is_inconclusive_when_neither_test_rejects_or_without_a_pvalue():
+    assert verdict(0.02, 0.05, 0.2) == "inconclusive"
+    assert verdict(0.02, math.nan) == "inconclusive"
+
+
+def test_a_significant_difference_takes_precedence_over_equivalence():
+    assert verdict(0.002, 0.01, 0.01) == "CCE better"
+
+
+def test_verdict_never_says_no_evidence():
+    outcomes = {verdict(d, p, e) for d in (-0.02, 0.0, 0.02) for p in (0.01, 0.5, math.nan)
+                for e in (0.01, 0.5, math.nan)}  # fmt: skip
+    assert outcomes == {"CCE better", "CE better", "equivalent within ±margin", "inconclusive"}
 
 
 def test_verdict_uses_the_given_arm_names():

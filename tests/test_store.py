@@ -158,3 +158,61 @@ def test_atomic_writes_are_readable_by_others_under_a_permissive_umask(tmp_path)
         os.umask(previous)
     assert (tmp_path / "split.json").stat().st_mode & 0o777 == 0o644
     assert [p.name for p in tmp_path.iterdir()] == ["split.json"]
+
+
+# -- the analysis plan and the budgets of a started study ------------------------------------------
+def _started(tmp_path, study: dict, name: str = "s"):
+    """A results folder whose ``study.toml`` holds ``study`` (a dict), as a started study."""
+    from cce_bench.config.schema import dumps_toml
+
+    store = ResultsStore(tmp_path / name)
+    store.root.mkdir()
+    store.write_study(dumps_toml(study))
+    return store
+
+
+def _spec(**tables):
+    from cce_bench.config import study_from_dict
+
+    return study_from_dict({"name": "s", "data": {"source": "synthetic"}, **tables})
+
+
+def test_a_folder_started_before_the_analysis_table_resumes_under_its_defaults(tmp_path):
+    from cce_bench.study.store import resolve_results_folder
+
+    old = _spec().to_dict()
+    del old["analysis"]
+    store = _started(tmp_path, old)
+    assert resolve_results_folder(_spec(), tmp_path)[0].root == store.root
+
+
+def test_changing_the_analysis_plan_after_runs_exist_is_refused_with_the_diff(tmp_path):
+    from cce_bench.study.store import resolve_results_folder
+
+    _started(tmp_path, _spec().to_dict())
+    with pytest.raises(ResultsError, match=r"analysis\.margin: 0\.01 -> 0\.02"):
+        resolve_results_folder(_spec(analysis={"margin": 0.02}), tmp_path)
+
+
+def test_a_raised_budget_is_logged_with_when_from_what_and_to_what(tmp_path):
+    from cce_bench.study.budget_log import budget_changes, record_budget_changes
+
+    store = _started(tmp_path, _spec().to_dict())
+    raised = _spec(evaluate={"seeds": 10}, tune={"n_trials": 4}).to_dict()
+    entries = record_budget_changes(
+        store, raised, completed_runs=30, at="2026-12-01T10:00:00+00:00"
+    )
+    assert entries == [
+        {"at": "2026-12-01T10:00:00+00:00", "key": "evaluate.seeds", "from": 5, "to": 10,
+         "completed_runs": 30},
+    ]  # fmt: skip
+    assert budget_changes(store) == entries
+    assert store.study().evaluate.seeds == 10  # the next resume compares against the new budget
+    assert record_budget_changes(store, raised, completed_runs=60) == []
+    assert len(budget_changes(store)) == 1
+
+
+def test_a_study_whose_budgets_never_changed_has_an_empty_log(tmp_path):
+    from cce_bench.study.budget_log import budget_changes
+
+    assert budget_changes(_started(tmp_path, _spec().to_dict())) == []

@@ -11,8 +11,9 @@ from cce_bench.cli._console import console, print_json
 
 app = typer.Typer()
 
-#: Columns shown per comparison in a terminal; report.md and stats.csv have them all.
-TERMINAL_COLUMNS: tuple[str, ...] = ("Metric", "n", "Δ (pp)", "95% t CI", "p (Holm)", "Verdict")
+#: Columns shown per confirmatory comparison in a terminal (the interval's header names its
+#: level, so it is found by its ending); report.md and stats.csv have them all.
+TERMINAL_COLUMNS: tuple[str, ...] = ("Metric", "n", "Δ (pp)", "CI, seeds", "p (Holm)", "Verdict")
 NO_COMPARISON = (
     "no paired comparisons: the study has a single arm, so there is nothing to compare it with; "
     "list two or more losses in `losses.arms`"
@@ -67,7 +68,12 @@ def render_report(results_dir: Path) -> None:
     if table.empty:  # the one case: a single arm compares nothing
         console.print(NO_COMPARISON)
         return
-    console.print("Paired comparisons over seeds; p (Holm) over the whole report, α = 0.05")
+    console.print(
+        "The confirmatory family (the report's Answer): paired over seeds, Holm over the "
+        "family, simultaneous intervals; exploratory comparisons are in report.md"
+    )
+    interval = next(column for column in table.columns if column.endswith("CI, seeds"))
+    columns = [interval if column == "CI, seeds" else column for column in TERMINAL_COLUMNS]
     for (backbone, comparison), group in table.groupby(["Backbone", "Comparison"], sort=False):
         shown = Table(
             title=f"{backbone}: {comparison}",
@@ -76,9 +82,9 @@ def render_report(results_dir: Path) -> None:
             pad_edge=False,
             collapse_padding=True,
         )
-        for column in TERMINAL_COLUMNS:
+        for column in columns:
             shown.add_column(column, justify="left" if column == "Metric" else "right")
         for _, row in group.iterrows():
             style = _verdict_style(str(row["Verdict"]), comparison)
-            shown.add_row(*(str(row[column]) for column in TERMINAL_COLUMNS), style=style)
+            shown.add_row(*(str(row[column]) for column in columns), style=style)
         console.print(shown)

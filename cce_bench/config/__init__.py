@@ -15,6 +15,7 @@ from cce_bench.config._reader import StudyFileError
 from cce_bench.config.schema import (
     BUDGET_KEYS,
     PLACEMENT_KEYS,
+    AnalysisSpec,
     DataSpec,
     EvaluateSpec,
     LossesSpec,
@@ -30,6 +31,7 @@ from cce_bench.config.schema import (
 __all__ = [
     "BUDGET_KEYS",
     "PLACEMENT_KEYS",
+    "AnalysisSpec",
     "DataSpec",
     "EvaluateSpec",
     "LossesSpec",

@@ -1,7 +1,8 @@
 """The checks of a study that the schema alone cannot make: registries, files, combinations.
 
 Run by ``load_study`` after the schema has read the file, in the order a user reads it:
-``name``, ``[data]``, ``[models]``, ``[losses]``, ``[train]``, ``[tune]``, ``[resources]``. The
+``name``, ``[data]``, ``[models]``, ``[losses]``, ``[train]``, ``[tune]``, ``[analysis]``,
+``[resources]``. The
 first problem raises a ``StudyFileError`` naming the file, the dotted key, what is wrong and the
 fix. Relative paths are resolved against the study file's folder and must exist.
 
@@ -12,6 +13,7 @@ The registries are imported inside the checks: ``import cce_bench.config`` stays
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import inspect
 import os
 import re
@@ -26,6 +28,7 @@ from cce_bench.config.schema import (
     ResourcesSpec,
     StudySpec,
     TrainSpec,
+    toml_value,
 )
 from cce_bench.data import SYNTHETIC_DIFFICULTY, SYNTHETIC_N_IMAGES
 from cce_bench.data.cache import RESIZE_MODES, resize_mode_name
@@ -72,6 +75,7 @@ class _StudyChecks:
         self.losses(spec.losses)
         self.train(spec.train)
         self.tune(spec)
+        self.analysis(spec)
         return dataclasses.replace(spec, resources=self.resources(spec))
 
     # -- [data] --------------------------------------------------------------------------------
@@ -268,6 +272,54 @@ class _StudyChecks:
                     f"({', '.join(spec.losses.arms)}) takes {name} (only "
                     f"{', '.join(takers) or 'no registered loss'}); remove the range or add "
                     "such an arm",
+                )
+
+    # -- [analysis] ----------------------------------------------------------------------------
+    def analysis(self, spec: StudySpec) -> None:
+        """The plan names a metric that is tested and arms that are compared with the baseline."""
+        from cce_bench.losses import available_losses
+        from cce_bench.metrics import DERIVED_METRICS, HIGHER_IS_BETTER
+
+        plan, losses = spec.analysis, spec.losses
+        metric = plan.primary_metric
+        if metric in DERIVED_METRICS:
+            source = DERIVED_METRICS[metric]
+            raise self.fail(
+                "analysis.primary_metric",
+                f"`analysis.primary_metric` = {metric!r} is a function of {source!r} in the "
+                f"same run, so it is shown but never tested; use {source!r}",
+            )
+        if metric not in HIGHER_IS_BETTER:
+            tested = [name for name in HIGHER_IS_BETTER if name not in DERIVED_METRICS]
+            detail = unknown_choice_detail("analysis.primary_metric", metric, tested)
+            raise self.fail("analysis.primary_metric", detail)
+        if plan.comparisons is None:
+            return
+        others = [arm for arm in losses.arms if arm != losses.baseline]
+        if not others:
+            raise self.fail(
+                "analysis.comparisons",
+                f"`analysis.comparisons` is set, but `losses.arms` holds only the baseline "
+                f"{losses.baseline!r}; add the arms to compare, or remove the key",
+            )
+        self._names_listed("analysis.comparisons", plan.comparisons, example=toml_value(others))
+        for arm in plan.comparisons:
+            if arm == losses.baseline:
+                raise self.fail(
+                    "analysis.comparisons",
+                    f"`analysis.comparisons` lists the baseline {arm!r}, which each arm is "
+                    f"compared with; list other arms only ({', '.join(others)})",
+                )
+            if arm not in others:
+                close = difflib.get_close_matches(arm, others, n=1)
+                if arm in available_losses():
+                    fix = "add it to `losses.arms`, or remove it here"
+                else:
+                    fix = f"did you mean {close[0]!r}?" if close else "list arms of `losses.arms`"
+                raise self.fail(
+                    "analysis.comparisons",
+                    f"`analysis.comparisons` = {arm!r} is not one of the other arms in "
+                    f"`losses.arms` ({', '.join(others)}); {fix}",
                 )
 
     def resources(self, spec: StudySpec) -> ResourcesSpec:

@@ -8,10 +8,11 @@ against them, so type and range checks, "did you mean" for unknown keys, default
 registry (losses, sources, backbones, metrics) or span several keys live in
 :mod:`cce_bench.config`, which is also where a study is loaded.
 
-A study that has results may change only what does not change what it computes: its budgets
-(``tune.n_trials``, ``evaluate.seeds``: raising them extends the study) and where its images
-are and how its runs are placed (``PLACEMENT_KEYS``). The fingerprint and ``diff_studies`` leave
-exactly those out.
+A study that has results may change only what does not change what it computes or how it is
+judged: its budgets (``tune.n_trials``, ``evaluate.seeds``: raising them extends it, and the
+results folder logs each change) and where its images are and how its runs are placed
+(``PLACEMENT_KEYS``). The fingerprint and ``diff_studies`` leave exactly those out; the
+analysis plan (``[analysis]``) is in both, so it cannot be changed once results exist.
 """
 
 from __future__ import annotations
@@ -229,6 +230,36 @@ class EvaluateSpec(Table):
 
 
 @dataclass(frozen=True)
+class AnalysisSpec(Table):
+    """``[analysis]``: the analysis plan, fixed before any run (it is part of the fingerprint).
+
+    The confirmatory family is every backbone x ``comparisons`` (each arm against
+    ``losses.baseline``) on ``primary_metric``, Holm-adjusted at ``alpha``; it alone decides the
+    report's Answer. ``margin`` is the smallest difference that matters, in metric units
+    (0.01 = 1 percentage point): the equivalence bound of the paired TOST and the effect a
+    follow-up study is sized to detect. ``comparisons`` unset means every arm but the baseline.
+    Every other metric is exploratory (Benjamini-Hochberg) and never changes the Answer.
+    """
+
+    primary_metric: str = "balanced_accuracy"
+    comparisons: tuple[str, ...] | None = None
+    alpha: float = field(
+        default=0.05,
+        metadata=limits(gt=0.0, lt=0.5, why="the family-wise error rate; 0.05 is the convention"),
+    )
+    margin: float = field(
+        default=0.01,
+        metadata=limits(gt=0.0, lt=1.0, why="in metric units: metrics are ratios, so 0.01 is 1 pp"),
+    )
+
+    def compared_arms(self, losses: LossesSpec) -> tuple[str, ...]:
+        """The arms compared with the baseline in the confirmatory family, in study order."""
+        if self.comparisons is not None:
+            return self.comparisons
+        return tuple(arm for arm in losses.arms if arm != losses.baseline)
+
+
+@dataclass(frozen=True)
 class ResourcesSpec(Table):
     """``[resources]``: what each Ray task declares, and how many run at once.
 
@@ -253,6 +284,7 @@ class StudySpec(Table):
     train: TrainSpec = field(default_factory=TrainSpec)
     tune: TuneSpec = field(default_factory=TuneSpec)
     evaluate: EvaluateSpec = field(default_factory=EvaluateSpec)
+    analysis: AnalysisSpec = field(default_factory=AnalysisSpec)
     resources: ResourcesSpec = field(default_factory=ResourcesSpec)
 
     def image_size_for(self, backbone: str) -> int:
@@ -271,7 +303,8 @@ class StudySpec(Table):
 
         Two specs with one fingerprint differ at most in their budgets, data folder and
         resources, so a results folder started by one accepts the other as its continuation
-        (a study resumes and extends; a moved dataset or more concurrency is no new study).
+        (resume and extend; a moved dataset or more concurrency is no new study). The analysis
+        plan is inside it: a plan chosen after reading results is no plan.
         """
         table = what_is_computed(self.to_dict())
         canonical = json.dumps(table, sort_keys=True, separators=(",", ":"), allow_nan=False)

@@ -125,6 +125,9 @@ def split_manifest(labeled: LabeledImages, parts: dict[str, np.ndarray]) -> dict
 
     Saved beside a study's results so a report can prove which images were trained and tested
     on, and that no lesion crossed parts (``shared_lesions`` between every pair of parts).
+    ``lesion_ids`` (one per image id, same order) lets the report resample the test images by
+    lesion: images of one lesion are not independent, so a bootstrap that draws them one by one
+    understates how much the test set's own sampling moves a metric.
     """
     image_ids = np.asarray(labeled.image_ids).astype(str)
     group_ids = np.asarray(labeled.group_ids).astype(str)
@@ -137,6 +140,7 @@ def split_manifest(labeled: LabeledImages, parts: dict[str, np.ndarray]) -> dict
             "lesions": len(np.unique(group_ids[index])),
             "class_counts": dict(zip(labeled.class_names, map(int, class_counts), strict=True)),
             "image_ids": image_ids[index].tolist(),
+            "lesion_ids": group_ids[index].tolist(),
         }
     names = list(parts)
     shared = {

@@ -2,20 +2,24 @@
 
 ``build_report(results_dir)`` reads only what the study wrote and never trains, so
 ``cce-bench report`` can rebuild it at any time. It is deterministic: the same folder gives
-byte-identical files (seeded bootstrap, stable sorting, no timestamps, PNGs without software
-metadata), which lets a golden-file test pin the markdown and a reader diff two rebuilds.
+byte-identical files (seeded test-set bootstrap, stable sorting, no timestamps of its own, PNGs
+without software metadata), which lets a golden-file test pin the markdown and a reader diff two
+rebuilds.
 
-The pieces: :mod:`cce_bench.report._results` loads the folder, :mod:`cce_bench.report._tables`
-computes the numbers (summaries, paired comparisons with Holm over the whole report, McNemar),
-:mod:`cce_bench.report._tuning` reads the Optuna studies, :mod:`cce_bench.report._figures` draws,
-:mod:`cce_bench.report._sections` and :mod:`cce_bench.report._evidence` write the markdown; this
-module runs them and writes the files, sections in the order a reader asks: the study, its
-answer, what is missing, the paper's table, the clinical view, the evidence, then tuning.
+The pieces: :mod:`cce_bench.report._results` loads the folder, :mod:`cce_bench.report._families`
+sorts the comparisons into the plan's confirmatory and exploratory families and judges them,
+:mod:`cce_bench.report._test_sampling` measures what the test set's own sampling adds,
+:mod:`cce_bench.report._tables` computes summaries and McNemar, :mod:`cce_bench.report._tuning`
+reads the Optuna studies, :mod:`cce_bench.report._figures` draws, and
+:mod:`cce_bench.report._answer`, :mod:`cce_bench.report._evidence` and
+:mod:`cce_bench.report._sections` write the markdown. The plan comes first, then the Answer:
+a reader knows what counts before reading what was found.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -23,11 +27,23 @@ import pandas as pd
 from cce_bench.data.labeled import CONFUSED_PAIRS
 from cce_bench.errors import ResultsError
 from cce_bench.metrics import HIGHER_IS_BETTER, METRIC_LABELS
-from cce_bench.report._evidence import (
+from cce_bench.report._answer import (
     answer_section,
+    confirmatory_display,
+    confirmatory_section,
+    looks_section,
+    plan_section,
+)
+from cce_bench.report._evidence import (
     confused_pairs_section,
-    significance_display,
-    significance_section,
+    exploratory_section,
+    recall_section,
+)
+from cce_bench.report._families import (
+    AnalysisPlan,
+    analysis_plan,
+    comparison_frame,
+    confirmatory,
 )
 from cce_bench.report._figures import (
     confusion_matrix_plot,
@@ -47,19 +63,21 @@ from cce_bench.report._sections import (
     clinical_section,
     completeness_section,
     external_section,
-    header_section,
+    study_section,
     table1_section,
+    title_section,
     tuning_section,
 )
 from cce_bench.report._tables import (
     mcnemar_frame,
     metric_scale,
     seed_pairing,
-    significance_frame,
     summary_frame,
 )
+from cce_bench.report._test_sampling import SamplingVariance, sampling_variance
 from cce_bench.report._tuning import ArmTuning, read_tuning
 from cce_bench.stats import ALPHA
+from cce_bench.study.budget_log import budget_changes
 from cce_bench.study.store import atomic_write_bytes
 
 #: Metrics that get a paired seed plot: the study's usual tuning target, the two accuracies
@@ -89,7 +107,7 @@ def build_report(results_dir: Path | str) -> Path:
             f"cannot write the report into {root} (not writable); copy the folder somewhere "
             "writable and run `cce-bench report` on the copy"
         )
-    significance = significance_of(results)
+    answer = judge(results)
     # The store names studies after the folder; the study's own name is the fallback.
     study_names = {
         (backbone, arm): (
@@ -103,16 +121,22 @@ def build_report(results_dir: Path | str) -> Path:
     figures = draw_figures(results, tunings)
     _write_csv(results.runs, root / "runs.csv")
     _write_csv(summary_frame(results.runs), root / "summary.csv")
-    _write_csv(significance, root / "stats.csv")
+    _write_csv(answer.comparisons, root / "stats.csv")
+    plan, comparisons = answer.plan, answer.comparisons
     sections = [
-        header_section(results, _header_facts(results, tunings)),
-        answer_section(results, significance),
+        title_section(results),
+        plan_section(results, plan, stated="analysis" in results.store.study_dict()),
+        answer_section(results, plan, comparisons),
+        study_section(results, _header_facts(results, tunings)),
+        looks_section(results, budget_changes(results.store)),
         completeness_section(results),
         table1_section(results),
         clinical_section(results),
         external_section(results),
-        significance_section(results, significance),
-        confused_pairs_section(results, significance, _mcnemar(results)),
+        confirmatory_section(results, plan, comparisons, answer.sampling),
+        exploratory_section(results, plan, comparisons),
+        recall_section(results, plan, comparisons),
+        confused_pairs_section(results, plan, comparisons, _mcnemar(results)),
         tuning_section(results, tunings, tuning_problem),
         _figures_section(figures, root),
         _files_section(results),
@@ -123,25 +147,48 @@ def build_report(results_dir: Path | str) -> Path:
     return path
 
 
-def significance_of(results: StudyResults) -> pd.DataFrame:
-    """The report's significance family (numeric; ``stats.csv``), Holm over all of it."""
-    return significance_frame(
+@dataclass(frozen=True)
+class Judgement:
+    """The plan, what the test set's sampling adds, and every comparison in its family."""
+
+    plan: AnalysisPlan
+    sampling: SamplingVariance
+    comparisons: pd.DataFrame
+
+
+def judge(results: StudyResults) -> Judgement:
+    """Every comparison of the report (numeric; ``stats.csv``), judged under the study's plan."""
+    plan = analysis_plan(results.spec, results.backbones)
+    pairs = _paired_seeds(results)
+    sampling = sampling_variance(
+        plan,
+        pairs,
+        baseline=results.baseline,
+        manifest=results.manifest,
+        class_names=results.class_names,
+        load=_prediction_loader(results),
+    )
+    comparisons = comparison_frame(
         results.runs,
-        backbones=results.backbones,
+        plan=plan,
         baseline=results.baseline,
         arms=results.arms,
         seeds=results.seeds,
+        class_names=results.class_names,
         arm_labels=results.arm_labels,
+        test_se=sampling.se,
     )
+    return Judgement(plan, sampling, comparisons)
 
 
 def significance_table(results_dir: Path | str) -> pd.DataFrame:
-    """The significance table as the report displays it (strings), for the CLI to print.
+    """The confirmatory family as the report displays it (strings), for the CLI to print.
 
-    The numeric version of the same table is ``stats.csv`` beside the report.
+    The numeric version of every comparison, exploratory ones included, is ``stats.csv``.
     """
     results = load_results(results_dir)
-    return significance_display(significance_of(results), results.arm_labels)
+    answer = judge(results)
+    return confirmatory_display(confirmatory(answer.comparisons), answer.plan, results.arm_labels)
 
 
 def significance_as_dict(report: Path, table: pd.DataFrame) -> dict[str, object]:
@@ -224,30 +271,40 @@ def _header_facts(results: StudyResults, tunings: list[ArmTuning]) -> dict[str, 
     }
 
 
-def _mcnemar(results: StudyResults) -> pd.DataFrame:
-    """McNemar per seed on the stored predictions, for every backbone and arm pair."""
-    pairs = [
-        (backbone, results.baseline, arm)
-        for backbone in results.backbones
-        for arm in results.arms
-        if arm != results.baseline
-    ]
-    paired = {
-        (backbone, arm): seed_pairing(results.runs, backbone, baseline, arm, results.seeds)[0]
-        for backbone, baseline, arm in pairs
-    }
+def _paired_seeds(results: StudyResults) -> dict[tuple[str, str], list[int]]:
+    """Per (backbone, arm other than the baseline) the seeds both arms completed."""
+    pairs = {}
+    for backbone in results.backbones:
+        for arm in results.arms[1:]:
+            runs, baseline, seeds = results.runs, results.baseline, results.seeds
+            pairs[(backbone, arm)] = seed_pairing(runs, backbone, baseline, arm, seeds)[0]
+    return pairs
+
+
+def _prediction_loader(results: StudyResults):
+    """A run's test predictions by (backbone, arm, seed); None when missing or unreadable (the
+    seed is then skipped, and the tables that use predictions say how many seeds they read)."""
 
     def load(backbone: str, arm: str, seed: int):
-        """A run's test predictions; None when missing or unreadable (the seed is skipped and
-        the McNemar table's seed count shows it)."""
         record = results.latest_record(backbone, arm, seed)
         try:
             return results.store.load_predictions(record) if record else None
         except ResultsError:
             return None
 
+    return load
+
+
+def _mcnemar(results: StudyResults) -> pd.DataFrame:
+    """McNemar per seed on the stored predictions, for every backbone and arm pair."""
+    paired = _paired_seeds(results)
+    pairs = [(backbone, results.baseline, arm) for backbone, arm in paired]
     return mcnemar_frame(
-        pairs, paired, load, class_names=results.class_names, confused_pairs=CONFUSED_PAIRS
+        pairs,
+        paired,
+        _prediction_loader(results),
+        class_names=results.class_names,
+        confused_pairs=CONFUSED_PAIRS,
     )
 
 
@@ -270,7 +327,8 @@ def _files_section(results: StudyResults) -> str:
             "",
             "- `runs.csv`: one row per evaluation run (its latest record), metrics flattened.",
             "- `summary.csv`: mean and sd per backbone × arm × metric over completed seeds.",
-            "- `stats.csv`: the significance table with full precision.",
+            "- `stats.csv`: every comparison with its family, adjusted p, intervals and verdict, "
+            "full precision.",
             f"- Rebuild this report without training: `cce-bench report <this folder>` "
             f"({len(results.records)} run records read).",
         ]

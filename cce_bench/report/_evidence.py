@@ -1,171 +1,140 @@
-"""The report's evidence: the answer, the significance table and the confused-pair tests.
+"""The report's exploratory evidence: other metrics, per-class recalls, confused pairs.
 
-Each section function returns markdown; the numbers come from :mod:`cce_bench.report._tables`
-frames, never recomputed here. Formatting conventions, stated once in the report: differences
-are in percentage points (pp) for ratio metrics and in absolute units for AUC; p-values below
-0.001 are shown in scientific notation rather than rounded to zero.
+Everything here is labelled exploratory in the table itself, carries Benjamini-Hochberg q
+values rather than family-wise ones, and never enters the Answer: it suggests where to look in
+a next study. Intervals are unadjusted 95% ones, and a row is flagged only when its q is below
+alpha, never called "no evidence" beside an interval that excludes 0.
 """
 
 from __future__ import annotations
 
-import math
-from typing import Any
+from collections.abc import Mapping
 
-import numpy as np
 import pandas as pd
 
-from cce_bench.metrics import METRIC_LABELS
-from cce_bench.report._results import StudyResults, completed
-from cce_bench.report._tables import (
-    PAIR_METRICS,
-    markdown_table,
-    mean_sd,
-    metric_scale,
-    seed_pairing,
+from cce_bench.report._families import (
+    CONFIRMATORY,
+    DERIVED,
+    EXPLORATORY,
+    RECALL_PREFIX,
+    AnalysisPlan,
 )
+from cce_bench.report._families import metric_label as label_of
+from cce_bench.report._format import fmt_diff, fmt_effect, fmt_interval, fmt_level, fmt_p
+from cce_bench.report._results import StudyResults, completed
+from cce_bench.report._tables import PAIR_METRICS, markdown_table, mean_sd
+
+FAMILY_LABELS: dict[str, str] = {
+    CONFIRMATORY: "confirmatory",
+    EXPLORATORY: "exploratory",
+    DERIVED: "derived (not tested)",
+}
 
 
-def fmt_p(p: float) -> str:
-    """A p-value: 3 decimals, scientific below 0.001, "—" when it could not be computed."""
-    if p is None or math.isnan(p):
-        return "—"
-    return f"{p:.1e}" if p < 0.001 else f"{p:.3f}"
-
-
-def fmt_diff(value: float, metric: str, *, unit: bool = False) -> str:
-    """A difference in pp (ratios) or absolute units (AUC), always signed; ``unit`` adds "pp"."""
-    if math.isnan(value):
-        return "—"
-    scale = metric_scale(metric)[0]
-    if scale == 1.0:
-        return f"{value:+.3f}"
-    return f"{value * scale:+.2f}" + (" pp" if unit else "")
-
-
-def fmt_interval(low: float, high: float, metric: str) -> str:
-    if math.isnan(low) or math.isnan(high):
-        return "—"
-    return f"[{fmt_diff(low, metric)}, {fmt_diff(high, metric)}]"
-
-
-def fmt_effect(d_z: float) -> str:
-    if math.isnan(d_z):
-        return "—"
-    return f"{d_z:+.2f}" if math.isfinite(d_z) else ("+inf" if d_z > 0 else "-inf")
-
-
-def significance_display(frame: pd.DataFrame, arm_labels: dict[str, str]) -> pd.DataFrame:
-    """The significance frame as shown: one row per comparison, formatted, † for n < 5."""
+def exploratory_display(
+    frame: pd.DataFrame, arm_labels: Mapping[str, str], *, alpha: float, recall: bool = False
+) -> pd.DataFrame:
+    """Exploratory and derived rows as shown: Δ, 95% intervals, p, BH q and the lead, if any."""
+    level = fmt_level(1 - alpha)
     rows = []
     for row in frame.itertuples():
-        seeds_needed = row.seeds_for_80_power
-        rows.append(
+        shown = {
+            "Backbone": row.backbone,
+            "Comparison": f"{arm_labels[row.arm]} vs {arm_labels[row.baseline]}",
+            "Family": FAMILY_LABELS[row.family],
+            "Metric": label_of(row.metric),
+        }
+        if recall:
+            shown["Test images"] = row.test_images
+        shown.update(
             {
-                "Backbone": row.backbone,
-                "Comparison": f"{arm_labels[row.arm]} vs {arm_labels[row.baseline]}",
-                "Metric": METRIC_LABELS[row.metric],
                 "n": f"{row.n}{' †' if row.underpowered else ''}",
                 "Δ (pp)": fmt_diff(row.mean_diff, row.metric),
-                "95% t CI": fmt_interval(row.t_ci_low, row.t_ci_high, row.metric),
+                f"{level} CI, seeds": fmt_interval(row.ci_low, row.ci_high, row.metric),
+                f"{level} CI, seeds + test set": fmt_interval(
+                    row.combined_ci_low, row.combined_ci_high, row.metric
+                ),
                 "p (t)": fmt_p(row.t_pvalue),
-                "p (Wilcoxon)": fmt_p(row.wilcoxon_pvalue),
                 "p (sign flip)": fmt_p(row.sign_flip_p),
-                "p (Holm)": fmt_p(row.holm_pvalue),
+                "q (BH)": fmt_p(row.adjusted_pvalue),
                 "d_z": fmt_effect(row.d_z),
-                "Seeds for 80% power": "—" if _missing(seeds_needed) else str(int(seeds_needed)),
-                "Verdict": row.verdict,
+                f"Lead (q < {alpha:g})": row.verdict or "—",
             }
         )
+        rows.append(shown)
     return pd.DataFrame(rows)
 
 
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
+def _explained(plan: AnalysisPlan, tests: int) -> str:
+    return (
+        f"Exploratory: Benjamini–Hochberg over the {tests} exploratory paired tests of this "
+        "report (this section, the per-class recalls and the confused pairs); a lead "
+        f"(q < {plan.alpha:g}) is something to test in a new study, not a finding, and none "
+        "enters the Answer. Intervals are unadjusted "
+        f"{fmt_level(1 - plan.alpha)} intervals, over seeds and with test-set sampling (as in "
+        "the confirmatory family). Derived metrics are shown with their difference but not "
+        "tested. † fewer than 5 paired seeds."
+    )
 
 
-def answer_section(results: StudyResults, significance: pd.DataFrame) -> str:
-    """One line per backbone and comparison on the primary metric, then the verdict counts."""
-    metric = results.spec.tune.metric
-    label = METRIC_LABELS[metric].lower()
-    lines = [
-        "## Answer",
-        "",
-        f"Primary metric: {label} on the test split (the study tunes on it). Verdicts at "
-        f"α = 0.05 after {_holm_family(significance)}.",
-        "",
+def exploratory_section(results: StudyResults, plan: AnalysisPlan, frame: pd.DataFrame) -> str:
+    """Every comparison outside the confirmatory family, but the recalls and the pair errors."""
+    shown = frame[
+        (frame["family"] != CONFIRMATORY)
+        & ~frame["metric"].str.startswith(RECALL_PREFIX)
+        & ~frame["metric"].isin(PAIR_METRICS)
     ]
-    labels = results.arm_labels
-    if significance.empty:
-        lines.append("- No comparison: the study has a single arm.")
-    for (backbone, arm), group in significance.groupby(["backbone", "arm"], sort=False):
-        row = group[group["metric"] == metric].iloc[0]
-        counts = group["verdict"].value_counts()
-        tally = ", ".join(f"{n} × {v}" for v, n in sorted(counts.items()))
-        lines.append(
-            f"- **{backbone}, {labels[arm]} vs {labels[results.baseline]}**: {row.verdict}. "
-            f"Δ {label} = {fmt_diff(row.mean_diff, metric, unit=True)} (95% t CI "
-            f"{fmt_interval(row.t_ci_low, row.t_ci_high, metric)}), Holm p = "
-            f"{fmt_p(row.holm_pvalue)}, n = {row.n} seeds"
-            f"{' (underpowered)' if row.underpowered else ''}. All {len(group)} metrics: {tally}."
-        )
-    return "\n".join(lines)
+    tests = int((frame["family"] == EXPLORATORY).sum()) if not frame.empty else 0
+    return "\n".join(
+        [
+            "## Exploratory comparisons",
+            "",
+            _explained(plan, tests),
+            "",
+            markdown_table(exploratory_display(shown, results.arm_labels, alpha=plan.alpha)),
+        ]
+    )
 
 
-def _holm_family(significance: pd.DataFrame) -> str:
-    """How many comparisons Holm adjusted over: those with a p-value (``stats.holm`` leaves a
-    NaN p-value out of the family: no paired seed, or differences that never vary)."""
-    tested = int(np.isfinite(significance["t_pvalue"].to_numpy(float)).sum())
-    family = f"Holm over the {tested} comparisons in this report that have a p-value"
-    untested = len(significance) - tested
-    if untested:
-        family += f' ({untested} of {len(significance)} have none and read "no evidence")'
-    return family
+def recall_section(results: StudyResults, plan: AnalysisPlan, frame: pd.DataFrame) -> str:
+    """Per-class recall differences with the test images of each class (exploratory).
+
+    Balanced accuracy is the mean of these recalls, so a class with a handful of test images
+    moves it as much as one with a thousand: the counts say which differences rest on few.
+    """
+    recalls = (
+        frame[frame["metric"].str.startswith(RECALL_PREFIX)].copy() if not frame.empty else frame
+    )
+    counts = _test_class_counts(results)
+    if not recalls.empty:
+        names = recalls["metric"].str.removeprefix(RECALL_PREFIX)
+        recalls["test_images"] = [counts.get(name, "—") for name in names]
+    return "\n".join(
+        [
+            "## Per-class recall (exploratory)",
+            "",
+            "Which classes drive a difference in balanced accuracy, the mean of these recalls: "
+            "a class with few test images moves it as much as the largest one. Exploratory, "
+            "with the q values of the section above (one Benjamini–Hochberg family).",
+            "",
+            markdown_table(
+                exploratory_display(recalls, results.arm_labels, alpha=plan.alpha, recall=True)
+            ),
+        ]
+    )
 
 
-def significance_section(results: StudyResults, significance: pd.DataFrame) -> str:
-    """The full significance table, with how seeds were paired and which test was used."""
-    lines = [
-        "## Significance",
-        "",
-        *_pairing_notes(results),
-        "",
-        f"The split is fixed (split_seed {results.spec.data.split_seed}) "
-        "and only the training seed varies, so p (t) is the plain paired t-test.",
-        "",
-        markdown_table(significance_display(significance, results.arm_labels)),
-        "",
-        "Δ = mean over paired seeds of (other arm − baseline), in percentage points (macro AUC "
-        "in absolute units); for the pair errors lower is better. p (Holm) adjusts p (t) over "
-        "the whole table; the verdict reads it at α = 0.05. d_z = mean(Δ)/sd(Δ). Seeds for 80% "
-        "power: paired t-test at α = 0.05 and the observed d_z. † fewer than 5 paired seeds: "
-        "underpowered, read with care. Wilcoxon is exact for small n and drops zero differences. "
-        "Sign flip: exact paired permutation test over all 2^n sign patterns; it is p (t) when "
-        "the differences have no spread.",
-    ]
-    return "\n".join(lines)
-
-
-def _pairing_notes(results: StudyResults) -> list[str]:
-    """Per comparison: how many seeds paired and which were dropped, with the reason."""
-    notes = ["Pairing is by seed; a seed counts only when both arms completed it.", ""]
-    labels = results.arm_labels
-    for backbone in results.backbones:
-        for arm in results.arms[1:]:
-            paired, dropped = seed_pairing(
-                results.runs, backbone, results.baseline, arm, results.seeds
-            )
-            text = f"- {backbone}, {labels[arm]} vs {labels[results.baseline]}: "
-            text += f"{len(paired)} paired seeds"
-            if dropped:
-                text += f"; dropped {len(dropped)}: " + "; ".join(dropped)
-            notes.append(text)
-    return notes
+def _test_class_counts(results: StudyResults) -> dict[str, int]:
+    """Test images per class, from the split manifest."""
+    parts = results.manifest.get("parts") or {}
+    counts = (parts.get("test") or {}).get("class_counts") or {}
+    return {str(name): int(count) for name, count in counts.items()}
 
 
 def confused_pairs_section(
-    results: StudyResults, significance: pd.DataFrame, mcnemar: pd.DataFrame
+    results: StudyResults, plan: AnalysisPlan, frame: pd.DataFrame, mcnemar: pd.DataFrame
 ) -> str:
-    """The paper's central claim tested: pair error rates, their paired tests, and McNemar."""
+    """The paper's central claim, explored: pair error rates, their paired tests, McNemar."""
     rows = []
     done = completed(results.runs)
     for backbone in results.backbones:
@@ -173,41 +142,49 @@ def confused_pairs_section(
             group = done[(done["backbone"] == backbone) & (done["arm"] == arm)]
             row = {"Backbone": backbone, "Arm": results.arm_labels[arm]}
             for metric in PAIR_METRICS:
-                row[METRIC_LABELS[metric] + " (%)"] = mean_sd(group.get(metric, []))
+                row[label_of(metric) + " (%)"] = mean_sd(group.get(metric, []))
             rows.append(row)
-    paired = significance[significance["metric"].isin(PAIR_METRICS)]
+    paired = frame[frame["metric"].isin(PAIR_METRICS)] if not frame.empty else frame
     lines = [
-        "## Confused pairs",
+        "## Confused pairs (exploratory)",
         "",
         "Share of a pair's test images predicted as the other class of the pair (paper section "
         "1: CCE is meant to lower exactly these), mean ± sd over completed seeds:",
         "",
         markdown_table(pd.DataFrame(rows)),
         "",
-        "Paired tests (rows of the significance table; Holm over the whole table):",
+        "Paired tests over seeds (exploratory rows; lower is better):",
         "",
-        markdown_table(significance_display(paired, results.arm_labels)),
+        markdown_table(exploratory_display(paired, results.arm_labels, alpha=plan.alpha)),
         "",
         "Exact McNemar test per seed on the per-image predictions (all test images: right or "
-        "wrong; a pair's images: taken for the other class or not), per-seed p-values combined "
-        "with Fisher's method, over the paired seeds whose predictions of both arms could be "
-        "read. The seeds share one test set, so the combined p is optimistic; the paired tests "
-        "above remain the primary evidence.",
+        "wrong; a pair's images: taken for the other class or not), over the paired seeds "
+        "whose predictions of both arms could be read. Each seed's sign is + when more images "
+        "are right only under the other arm than only under the baseline; the signed Stouffer "
+        "combination lets seeds that disagree cancel. The seeds share one test set, so the "
+        "combined p is optimistic; exploratory, with Benjamini–Hochberg q over this table.",
         "",
         markdown_table(_mcnemar_display(mcnemar, results.arm_labels)),
     ]
     return "\n".join(lines)
 
 
-def _mcnemar_display(mcnemar: pd.DataFrame, arm_labels: dict[str, str]) -> pd.DataFrame:
+def _mcnemar_display(mcnemar: pd.DataFrame, arm_labels: Mapping[str, str]) -> pd.DataFrame:
+    signs = {1: "+", -1: "−", 0: "0"}
     rows = [
         {
             "Backbone": row.backbone,
             "Comparison": f"{arm_labels[row.arm]} vs {arm_labels[row.baseline]}",
+            "Family": "exploratory",
             "Images": row.scope,
             "Seeds": row.seeds,
-            "Per-seed p": ", ".join(fmt_p(p) for p in row.seed_pvalues) or "—",
-            "Combined p (Fisher)": fmt_p(row.combined_pvalue),
+            "Per-seed p (sign)": ", ".join(
+                f"{fmt_p(p)} ({signs[direction]})"
+                for p, direction in zip(row.seed_pvalues, row.seed_directions, strict=True)
+            )
+            or "—",
+            "Combined p (signed Stouffer)": fmt_p(row.combined_pvalue),
+            "q (BH)": fmt_p(row.bh_pvalue),
         }
         for row in mcnemar.itertuples()
     ]

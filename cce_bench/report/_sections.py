@@ -35,8 +35,23 @@ SPLIT_DESCRIPTIONS: dict[str, str] = {
 }
 
 
-def header_section(results: StudyResults, facts: dict[str, Any]) -> str:
-    """Title and the study's facts: data, split and sizes, seeds, hardware, versions, compute."""
+def title_section(results: StudyResults) -> str:
+    """The report's title and what it compares."""
+    labels = results.arm_labels
+    return "\n".join(
+        [
+            f"# Report: {results.name}",
+            "",
+            f"{' and '.join(labels[a] for a in results.arms[1:])} compared with the baseline "
+            f"{labels[results.baseline]}, paired over seeds: seed i gives every arm the same "
+            "initialisation, data order and augmentation. Built from the stored runs by "
+            "`cce-bench report`; nothing was retrained.",
+        ]
+    )
+
+
+def study_section(results: StudyResults, facts: dict[str, Any]) -> str:
+    """The study's facts: data, split and sizes, seeds, hardware, versions, compute."""
     data, tune = results.spec.data, results.spec.tune
     labels = results.arm_labels
     arms = ", ".join(
@@ -64,22 +79,25 @@ def header_section(results: StudyResults, facts: dict[str, Any]) -> str:
         ("Git commit", f"`{facts['commit']}`"),
         ("Compute", _compute_line(results, hours, facts)),
     ]
-    lines = [
-        f"# Report: {results.name}",
-        "",
-        f"{' and '.join(labels[a] for a in results.arms[1:])} compared with the baseline "
-        f"{labels[results.baseline]}, paired over seeds: seed i gives every arm the same "
-        "initialisation, data order and augmentation. Built from the stored runs by "
-        "`cce-bench report`; nothing was retrained.",
-        "",
-        "## Study",
-        "",
-        markdown_table(pd.DataFrame(facts_rows, columns=["", "Value"])),
-    ]
+    lines = ["## Study", "", markdown_table(pd.DataFrame(facts_rows, columns=["", "Value"]))]
+    totals = dataset_totals(results.manifest)
+    if totals:
+        lines += ["", totals]
     sizes = split_sizes(results.manifest)
     if sizes is not None:
         lines += ["", "Split sizes (from `split.json`):", "", markdown_table(sizes)]
     return "\n".join(lines)
+
+
+def dataset_totals(manifest: dict[str, Any]) -> str:
+    """The dataset's images and lesions, the numbers a reader checks first ("" if unknown)."""
+    images, lesions = manifest.get("images"), manifest.get("lesions")
+    if not isinstance(images, int):
+        return ""
+    line = f"Dataset (from `split.json`): {images:,} images"
+    if isinstance(lesions, int):
+        line += f" of {lesions:,} lesions"
+    return line + "."
 
 
 def _data_line(data: DataSpec) -> str:

@@ -1,4 +1,4 @@
-"""The report's numbers: per-arm summaries, paired comparisons with Holm, McNemar over seeds.
+"""The report's numbers: per-arm summaries, paired seed values, McNemar over seeds.
 
 Everything here takes and returns pandas frames (or plain dicts) so that the markdown, the CSV
 exports and the CLI's rich table are three renderings of one computation. The frame ``runs``
@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 
 from cce_bench import stats
-from cce_bench.metrics import HIGHER_IS_BETTER
 from cce_bench.report._results import completed
 
 #: Table 1 of the paper, in its order: macro one-vs-rest ACC, sensitivity, precision, specificity.
@@ -39,8 +38,9 @@ CLINICAL_METRICS: tuple[str, ...] = (
 #: The paper's confused pairs (section 1, Fig. 1) as ``evaluate_predictions`` keys; lower is better.
 PAIR_METRICS: tuple[str, ...] = ("pair_error_nv_mel", "pair_error_akiec_bcc", "pair_error_bkl_mel")
 
-#: The family Holm corrects over: every metric of the report, for every backbone and arm pair.
-FAMILY_METRICS: tuple[str, ...] = PAPER_METRICS + CLINICAL_METRICS + PAIR_METRICS
+#: Every scalar metric the report compares (``cce_bench.report._families`` sorts them into the
+#: confirmatory, exploratory and derived families).
+REPORT_METRICS: tuple[str, ...] = PAPER_METRICS + CLINICAL_METRICS + PAIR_METRICS
 
 #: Published Table 1 of the paper (HAM10000, percent), keyed by backbone alias and paper arm.
 PAPER_TABLE_1: dict[str, dict[str, tuple[float, float, float, float]]] = {
@@ -49,33 +49,6 @@ PAPER_TABLE_1: dict[str, dict[str, tuple[float, float, float, float]]] = {
     "inception_v3": {"ce": (90.66, 53.36, 55.02, 93.73), "cce": (92.41, 50.41, 63.63, 92.96)},
     "densenet121": {"ce": (96.84, 78.49, 85.43, 96.76), "cce": (97.02, 82.62, 84.70, 97.11)},
 }
-
-#: Columns of ``stats.csv``: the comparison, ``stats.paired_comparison``'s results, which test
-#: gave ``t_pvalue``, the Holm-adjusted p over the report's family and the verdict.
-SIGNIFICANCE_COLUMNS: tuple[str, ...] = (
-    "backbone",
-    "baseline",
-    "arm",
-    "metric",
-    "n",
-    "seeds_dropped",
-    "mean_a",
-    "mean_b",
-    "mean_diff",
-    "sd_diff",
-    "t_ci_low",
-    "t_ci_high",
-    "t_pvalue",
-    "wilcoxon_pvalue",
-    "sign_flip_p",
-    "d_z",
-    "n_zero_diffs",
-    "seeds_for_80_power",
-    "underpowered",
-    "test",
-    "holm_pvalue",
-    "verdict",
-)
 
 PredictionLoader = Callable[[str, str, int], tuple[np.ndarray, np.ndarray, np.ndarray] | None]
 
@@ -111,7 +84,7 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def summary_frame(runs: pd.DataFrame, metrics: Sequence[str] = FAMILY_METRICS) -> pd.DataFrame:
+def summary_frame(runs: pd.DataFrame, metrics: Sequence[str] = REPORT_METRICS) -> pd.DataFrame:
     """Mean and sd (ddof 1) over completed seeds per backbone x arm x metric (``summary.csv``)."""
     done = completed(runs)
     rows = []
@@ -172,10 +145,9 @@ def seed_pairing(
 ) -> tuple[list[int], list[str]]:
     """Seeds where both arms completed, and one reason per expected seed that was dropped.
 
-    Pairing is by seed (seed i gives every arm the same initialisation, data order and
-    augmentation): a seed that one arm did not complete has no
-    partner, so it leaves the comparison and the report says why rather than shrinking n
-    silently.
+    Pairing is by seed (seed i gives both arms the same initialisation and data order): a seed
+    that one arm did not complete has no partner, so it leaves the comparison and the report
+    says why rather than shrinking n silently.
     """
     subset = runs[runs["backbone"] == backbone]
     outcome = {(row.arm, row.seed): row.outcome for row in subset.itertuples()}
@@ -206,61 +178,6 @@ def paired_values(
     return pivot[baseline].to_numpy(float), pivot[arm].to_numpy(float)
 
 
-def significance_frame(
-    runs: pd.DataFrame,
-    *,
-    backbones: Sequence[str],
-    baseline: str,
-    arms: Sequence[str],
-    seeds: Sequence[int],
-    arm_labels: Mapping[str, str],
-) -> pd.DataFrame:
-    """Every backbone x metric x (baseline, other arm) comparison, Holm-adjusted as one family.
-
-    The split is fixed over seeds (``data.split_seed``), so each comparison is a paired t-test
-    over seeds (the ``test`` column says so). The verdict reads the Holm-adjusted p at alpha
-    0.05 and the metric's direction.
-    """
-    rows = []
-    for backbone in backbones:
-        for arm in (a for a in arms if a != baseline):
-            paired, dropped = seed_pairing(runs, backbone, baseline, arm, seeds)
-            for metric in FAMILY_METRICS:
-                a, b = paired_values(runs, backbone, baseline, arm, metric, paired)
-                row = _comparison_row(a, b)
-                row.update(backbone=backbone, baseline=baseline, arm=arm, metric=metric)
-                row["seeds_dropped"] = len(dropped)
-                rows.append(row)
-    if not rows:  # a study with a single arm compares nothing
-        return pd.DataFrame(columns=list(SIGNIFICANCE_COLUMNS))
-    frame = pd.DataFrame(rows)
-    frame["holm_pvalue"] = stats.holm(frame["t_pvalue"].to_numpy(float))
-    frame["verdict"] = [
-        stats.verdict(
-            row.mean_diff,
-            row.holm_pvalue,
-            higher_is_better=HIGHER_IS_BETTER[row.metric],
-            better=arm_labels[row.arm],
-            worse=arm_labels[row.baseline],
-        )
-        for row in frame.itertuples()
-    ]
-    extra = [column for column in frame.columns if column not in SIGNIFICANCE_COLUMNS]
-    return frame[[*SIGNIFICANCE_COLUMNS, *extra]]
-
-
-def _comparison_row(a: np.ndarray, b: np.ndarray) -> dict:
-    """``stats.paired_comparison`` of one pair, or an all-NaN row when no seed is paired."""
-    if a.size == 0:
-        first, last = SIGNIFICANCE_COLUMNS.index("mean_a"), SIGNIFICANCE_COLUMNS.index("d_z")
-        empty: dict = dict.fromkeys(SIGNIFICANCE_COLUMNS[first : last + 1], math.nan)
-        empty.update(n=0, n_zero_diffs=0, seeds_for_80_power=None, underpowered=True, test="—")
-        return empty
-    row = stats.paired_comparison(a, b)
-    row["test"] = "paired t"
-    return row
-
-
 def mcnemar_frame(
     pairs: Sequence[tuple[str, str, str]],
     paired_seeds: Mapping[tuple[str, str], Sequence[int]],
@@ -269,39 +186,48 @@ def mcnemar_frame(
     class_names: Sequence[str],
     confused_pairs: Sequence[tuple[str, str]],
 ) -> pd.DataFrame:
-    """Exact McNemar per seed on per-image predictions, combined over seeds (Fisher).
+    """Exact McNemar per seed on per-image predictions, combined over seeds by signed Stouffer.
 
     ``pairs`` lists (backbone, baseline, arm). Two scopes: all test images (right or wrong at
     top-1), and for each confused pair (a, b) its images, where an image counts as an error
     when predicted as the other class of the pair: exactly the error ``pair_error_a_b`` rates.
+    Each seed's direction is the sign of (images only the arm gets right) - (images only the
+    baseline gets right), so seeds that disagree cancel (``stats.stouffer_signed``).
     """
     rows = []
     for backbone, baseline, arm in pairs:
-        per_scope: dict[str, list[float]] = {"all test images": []}
+        per_scope: dict[str, list[tuple[float, int]]] = {"all test images": []}
         per_scope.update({f"{a.upper()}↔{b.upper()}": [] for a, b in confused_pairs})
         for seed in paired_seeds.get((backbone, arm), []):
             first, second = load(backbone, baseline, seed), load(backbone, arm, seed)
             if first is None or second is None:
                 continue
-            for scope, p in _seed_mcnemar(first, second, class_names, confused_pairs).items():
-                per_scope[scope].append(p)
-        for scope, pvalues in per_scope.items():
+            for scope, result in _seed_mcnemar(first, second, class_names, confused_pairs).items():
+                per_scope[scope].append(result)
+        for scope, results in per_scope.items():
+            pvalues = [p for p, _ in results]
+            directions = [direction for _, direction in results]
+            combined = stats.stouffer_signed(pvalues, directions) if results else math.nan
             rows.append(
                 {
                     "backbone": backbone,
                     "baseline": baseline,
                     "arm": arm,
                     "scope": scope,
-                    "seeds": len(pvalues),
+                    "seeds": len(results),
                     "seed_pvalues": pvalues,
-                    "combined_pvalue": stats.combine_pvalues(pvalues) if pvalues else math.nan,
+                    "seed_directions": directions,
+                    "combined_pvalue": combined,
                 }
             )
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    if not frame.empty:
+        frame["bh_pvalue"] = stats.benjamini_hochberg(frame["combined_pvalue"].to_numpy(float))
+    return frame
 
 
-def _seed_mcnemar(first, second, class_names, confused_pairs) -> dict[str, float]:
-    """McNemar p-values of one seed: all images, then each confused pair's images.
+def _seed_mcnemar(first, second, class_names, confused_pairs) -> dict[str, tuple[float, int]]:
+    """(McNemar p, direction) of one seed: all images, then each confused pair's images.
 
     The two arms' predictions are matched by image id; arms that scored different images or
     labels cannot be paired image by image, so the seed gives no p-value ({}).
@@ -315,7 +241,7 @@ def _seed_mcnemar(first, second, class_names, confused_pairs) -> dict[str, float
     if not np.array_equal(y_true, y_true_b):
         return {}
     pred_a, pred_b = proba_a[order_a].argmax(axis=1), proba_b[order_b].argmax(axis=1)
-    result = {"all test images": stats.mcnemar(pred_a, pred_b, y_true)}
+    result = {"all test images": _directed(pred_a == y_true, pred_b == y_true)}
     index = {name: c for c, name in enumerate(class_names)}
     for a, b in confused_pairs:
         if a not in index or b not in index:
@@ -326,8 +252,14 @@ def _seed_mcnemar(first, second, class_names, confused_pairs) -> dict[str, float
             continue
         other = np.where(y_true == ia, ib, ia)[in_pair]
         # Correct means "not taken for the pair's other class"; McNemar then tests pair errors.
-        swapped_a = (pred_a[in_pair] == other).astype(int)
-        swapped_b = (pred_b[in_pair] == other).astype(int)
-        zeros = np.zeros(int(in_pair.sum()), dtype=int)
-        result[f"{a.upper()}↔{b.upper()}"] = stats.mcnemar(swapped_a, swapped_b, zeros)
+        kept_a, kept_b = pred_a[in_pair] != other, pred_b[in_pair] != other
+        result[f"{a.upper()}↔{b.upper()}"] = _directed(kept_a, kept_b)
     return result
+
+
+def _directed(right_a: np.ndarray, right_b: np.ndarray) -> tuple[float, int]:
+    """McNemar p of two arms' per-image correctness, and the sign of b's advantage."""
+    truth = np.ones(right_a.size, dtype=int)
+    p = stats.mcnemar(right_a.astype(int), right_b.astype(int), truth)
+    gain = int(np.count_nonzero(right_b & ~right_a)) - int(np.count_nonzero(right_a & ~right_b))
+    return p, int(np.sign(gain))

@@ -41,7 +41,12 @@ from cce_bench.study._executor import (
     start_ray,
     stop_ray,
 )
-from cce_bench.study._progress import StudyProgress, arm_progress, estimate_eta, first_failure
+from cce_bench.study._progress import (
+    StudyProgress,
+    arm_progress,
+    estimate_eta,
+    first_failure,
+)
 from cce_bench.study._tuning import (
     ArmTuner,
     ArmWithoutTrialError,
@@ -313,6 +318,8 @@ def run_study(
             stack.enter_context(folder_lock(store))
             backend = backend or open_study_storage(store, None)
             _start_folder(store, spec, manifest, storage)
+        else:
+            notes = (*notes, *_budget_notes(store, spec, records))
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         options = DriverOptions(phases, on_event, started, records)
         return _drive(spec, store, backend, prepared, options, train_fn, notes)
@@ -346,6 +353,25 @@ def _check_same_split(store: ResultsStore, spec: StudySpec, manifest: dict[str, 
             f"({'; '.join(changes[:3])}); point --data at the dataset this study started "
             "with, or pass --fresh to start over in a new folder"
         )
+
+
+def _budget_notes(
+    store: ResultsStore, spec: StudySpec, records: list[dict[str, Any]]
+) -> tuple[str, ...]:
+    """Log a resume's changed budgets in the results folder, and say so (a note per change)."""
+    completed = sum(
+        record.get("outcome") == "completed" and record.get("phase", "evaluate") == "evaluate"
+        for record in records
+    )
+    from cce_bench.study.budget_log import BUDGET_LOG_FILE, record_budget_changes
+
+    entries = record_budget_changes(store, spec.to_dict(), completed_runs=completed)
+    return tuple(
+        f"{entry['key']} changed from {entry['from']} to {entry['to']}, with {completed} "
+        f"completed evaluation runs on record; logged in {BUDGET_LOG_FILE}, and the report "
+        'lists it under "Looks at the data"'
+        for entry in entries
+    )
 
 
 def _start_folder(

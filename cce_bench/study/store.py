@@ -8,6 +8,7 @@ Layout of ``<results-dir>/<name>/`` (docs/interfaces.md, "Results store")::
     storage.txt     only when ``--storage`` named another storage: its URL, password masked
     runs.jsonl      one JSON record per finished evaluation run, appended
     predictions/    ``<backbone>__<arm>__seed<k>.npz``: image_ids, y_true, proba per run
+    budget_changes.jsonl  budgets changed on a resume (:mod:`cce_bench.study.budget_log`)
 
 Everything a run produced is on disk before it is counted: a run counts once its
 line is in ``runs.jsonl``; its predictions are written before that line (tmp file +
@@ -346,13 +347,22 @@ def resolve_results_folder(
         return ResultsStore(base / spec.name), ()
     current = spec.to_dict()
     for folder in reversed(existing):
-        if not diff_studies(ResultsStore(folder).study_dict(), current):
+        if not diff_studies(_stored_study(folder), current):
             return ResultsStore(folder), ()
-    changes = diff_studies(ResultsStore(existing[-1]).study_dict(), current)
+    changes = diff_studies(_stored_study(existing[-1]), current)
     raise ResultsError(
         f"{existing[-1]} holds results of a different study ({'; '.join(changes)}); only "
         f"{_may_change()} may change; pass --fresh to start over in a new folder"
     )
+
+
+def _stored_study(folder: Path) -> dict[str, Any]:
+    """A stored study with the schema's defaults filled in, as ``StudySpec.to_dict()`` gives.
+
+    A folder started before a table existed (``[analysis]``) ran under that table's defaults;
+    comparing the filled-in form keeps such a folder resumable with the same defaults.
+    """
+    return ResultsStore(folder).study().to_dict()
 
 
 def _may_change() -> str:
