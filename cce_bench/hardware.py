@@ -46,9 +46,17 @@ def set_backend_flags(device: torch.device, deterministic: bool) -> None:
     """Set, on every run, the global flags that decide which kernels run.
 
     cuDNN autotuning picks kernels by timing, so it is on only when determinism is not asked
-    for. ``deterministic`` also selects PyTorch's deterministic kernels (warning where none
-    exists) and cuBLAS's fixed workspace, which takes effect only if cuBLAS has not started yet
-    in this process (PyTorch's reproducibility notes). On CPU runs are deterministic anyway.
+    for. ``deterministic`` selects PyTorch's deterministic kernels and makes an operation that
+    has none raise instead of warning: a run that only warns would be recorded as reproducible
+    while it is not. cuBLAS needs a fixed workspace for that (``CUBLAS_WORKSPACE_CONFIG``),
+    read when cuBLAS starts in the process, so it is set here, before the model touches the
+    GPU. The four paper backbones run no operation PyTorch lists as lacking a
+    deterministic CUDA kernel (checked on CPU by tests/test_gpu_readiness.py).
+
+    What it costs on a GPU: cuDNN then uses neither autotuning nor its fastest
+    nondeterministic convolution algorithms, and a few operations switch to slower
+    deterministic kernels; expect slower runs (PyTorch's reproducibility notes). On CPU runs
+    are deterministic anyway and these flags change nothing measurable.
     """
     import torch
 
@@ -56,17 +64,24 @@ def set_backend_flags(device: torch.device, deterministic: bool) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.backends.cudnn.benchmark = device.type == "cuda" and not deterministic
     torch.backends.cudnn.deterministic = deterministic
-    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    torch.use_deterministic_algorithms(deterministic, warn_only=False)
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """``auto``: bf16 on GPUs that have it (no loss scaling needed), else fp16; fp32 on CPU."""
+    """``auto``: bf16 on GPUs that compute in it natively (compute capability 8.0 and up: no
+    loss scaling needed), else fp16 with a gradient scaler; fp32 on CPU.
+
+    Cards before 8.0 (T4, RTX 20xx, V100) accept bf16 tensors but emulate its arithmetic, so
+    ``is_bf16_supported()`` says yes there; only ``including_emulation=False`` says whether
+    the card has the tensor-core path that makes bf16 worth using.
+    """
     import torch
 
     if precision == "auto":
         if device.type != "cuda":
             return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        native = torch.cuda.is_bf16_supported(including_emulation=False)
+        return torch.bfloat16 if native else torch.float16
     if precision == "fp16" and device.type != "cuda":
         raise RunSpecError("run setting precision = 'fp16' needs a CUDA device; use bf16 or fp32")
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]

@@ -1,0 +1,225 @@
+"""What a first GPU would break or slow down, guarded on a CPU machine.
+
+No test here needs a GPU: each one checks, on CPU, the decision or the code path that a GPU run
+takes (``torch.cuda`` answers are monkeypatched where a decision depends on the card), so that
+the fixes hold until a device can run ``benchmarks/gpu_check.sh``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.overrides import TorchFunctionMode
+
+from cce_bench.data.labeled import HAM10000_CLASSES, PreparedData
+from cce_bench.hardware import (
+    autocast_dtype,
+    set_backend_flags,
+)
+from cce_bench.models import create_backbone, resolve_backbone
+from cce_bench.train import RunSpec, _make_optimizer, train_run
+
+REPO = Path(__file__).resolve().parent.parent
+SIZE = 32
+CUDA = torch.device("cuda")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)
+
+
+@pytest.fixture
+def restore_backend_flags():
+    """Put back the process-wide flags a test sets through ``set_backend_flags``."""
+    yield
+    torch.use_deterministic_algorithms(False)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = False
+
+
+def prepared(n_train: int, n_val: int = 16) -> PreparedData:
+    rng = np.random.default_rng(0)
+    n = n_train + n_val
+    return PreparedData(
+        images=rng.integers(0, 256, (n, SIZE, SIZE, 3), dtype=np.uint8),
+        labels=rng.integers(0, len(HAM10000_CLASSES), n),
+        image_ids=np.array([f"ISIC_{i:07d}" for i in range(n)]),
+        group_ids=np.array([f"HAM_{i:07d}" for i in range(n)]),
+        class_names=HAM10000_CLASSES,
+        parts={"train": np.arange(n_train), "val": np.arange(n_train, n)},
+    )
+
+
+def tiny_spec(**changes) -> RunSpec:
+    settings = dict(
+        backbone="resnet10t", image_size=SIZE, epochs=1, batch_size=8, threads=1,
+        augment_policy="standard", loss="cce",
+    )  # fmt: skip
+    return RunSpec(**{**settings, **changes})
+
+
+def pretend_cuda(monkeypatch, *, major: int = 8, minor: int = 0) -> None:
+    """``torch.cuda`` answers as on a machine with one card of compute capability major.minor.
+
+    On a real sm75 card bf16 tensors can be made (emulated), so the tensor probe says yes too.
+    """
+    props = types.SimpleNamespace(major=major, minor=minor, name=f"sm{major}{minor}")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device=None: props)
+    monkeypatch.setattr(torch.cuda, "_check_bf16_tensor_supported", lambda device: True)
+    monkeypatch.setattr(torch.version, "hip", None)
+
+
+class HostDeviceTraffic(TorchFunctionMode):
+    """Counts the torch calls that copy between host and device, or read a device value back.
+
+    On a GPU each one waits for the work queued before it: tensors built from host values with
+    a device argument, ``.to``/``.cuda`` with a device, ``.cpu()``, reading a value
+    (``.item()``, ``float(t)``, ...), and indexing with a host array (an implicit upload).
+    On CPU these are free, so counting calls, not time, is what shows them here.
+    """
+
+    BUILDS = frozenset({"tensor", "as_tensor", "asarray"})
+    COPIES = frozenset({"to", "cuda"})
+    READS = frozenset({"cpu", "numpy", "tolist", "item", "__int__", "__float__", "__bool__"})
+    INDEXING = frozenset({"__getitem__", "__setitem__"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+        self.paused = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if not self.paused and self._moves_data(getattr(func, "__name__", ""), args, kwargs):
+            self.calls.append(func.__name__)
+        return func(*args, **kwargs)
+
+    def _moves_data(self, name: str, args: tuple, kwargs: dict) -> bool:
+        if name in self.BUILDS:
+            return kwargs.get("device") is not None
+        if name in self.COPIES:
+            named = [kwargs.get("device"), *args[1:]]
+            return any(isinstance(a, str | torch.device | torch.Tensor) for a in named if a)
+        if name in self.INDEXING:
+            index = args[1] if len(args) > 1 else None
+            parts = index if isinstance(index, tuple) else (index,)
+            return any(isinstance(part, np.ndarray | list) for part in parts)
+        return name in self.READS
+
+    def uncounted(self, function):
+        """``function`` with counting paused while it runs."""
+
+        @functools.wraps(function)
+        def wrapper(*args, **kwargs):
+            self.paused += 1
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.paused -= 1
+
+        return wrapper
+
+
+# -- 5. bf16 only where the card computes in it --------------------------------------------------
+def test_a_card_that_only_emulates_bf16_trains_in_fp16(monkeypatch):
+    pretend_cuda(monkeypatch, major=7, minor=5)  # T4, RTX 20xx
+    assert autocast_dtype("auto", CUDA) == torch.float16
+
+
+def test_a_card_with_native_bf16_trains_in_bf16(monkeypatch):
+    pretend_cuda(monkeypatch, major=8, minor=0)  # A100 and later
+    assert autocast_dtype("auto", CUDA) == torch.bfloat16
+
+
+# -- 6. the optimizer step needs no read-back on CUDA --------------------------------------------
+@pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
+def test_cuda_runs_use_the_fused_optimizer(optimizer):
+    model = torch.nn.Linear(4, 2)
+    assert _make_optimizer(tiny_spec(optimizer=optimizer), model, CUDA).defaults["fused"]
+    assert not _make_optimizer(tiny_spec(optimizer=optimizer), model, torch.device("cpu")).defaults[
+        "fused"
+    ]
+
+
+def test_a_loss_scaled_step_of_the_fused_optimizer_reads_nothing_back():
+    """What fp16 on CUDA does each step, with the CPU's scaler: with a fused optimizer the
+    scaler passes its inf check to the kernel instead of reading it to decide."""
+    model = torch.nn.Linear(4, 2)
+    optimizer = _make_optimizer(tiny_spec(), model, CUDA)
+    scaler = torch.amp.GradScaler("cpu")
+    scaler.scale(model(torch.ones(3, 4)).sum()).backward()
+    with HostDeviceTraffic() as traffic:
+        scaler.step(optimizer)
+        scaler.update()
+    assert [call for call in traffic.calls if call in HostDeviceTraffic.READS] == []
+
+
+# -- 7. deterministic means deterministic -------------------------------------------------------
+def test_deterministic_cuda_runs_raise_where_no_deterministic_kernel_exists(
+    monkeypatch, restore_backend_flags
+):
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    set_backend_flags(CUDA, deterministic=True)
+    assert torch.are_deterministic_algorithms_enabled()
+    assert not torch.is_deterministic_algorithms_warn_only_enabled()
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] in (":4096:8", ":16:8")
+    assert not torch.backends.cudnn.benchmark
+
+
+def test_a_deterministic_run_completes_on_cpu(restore_backend_flags):
+    result = train_run(tiny_spec(deterministic=True), prepared(n_train=16))
+    assert result.outcome == "completed"
+
+
+#: Operations that PyTorch's ``use_deterministic_algorithms`` documents as raising on CUDA
+#: (its docstring's list), as the dispatcher names them.
+RAISE_ON_CUDA = frozenset(
+    {
+        "avg_pool3d_backward", "_adaptive_avg_pool2d_backward", "_adaptive_avg_pool3d_backward",
+        "adaptive_max_pool2d_backward", "fractional_max_pool2d_backward",
+        "fractional_max_pool3d_backward", "max_unpool1d", "max_unpool2d", "max_unpool3d",
+        "upsample_linear1d_backward", "upsample_bilinear2d_backward",
+        "upsample_bicubic2d_backward", "upsample_trilinear3d_backward",
+        "reflection_pad1d_backward", "reflection_pad2d_backward", "reflection_pad3d_backward",
+        "nll_loss2d_forward", "_ctc_loss_backward", "_embedding_bag_backward", "put_",
+        "histc", "bincount", "median", "grid_sampler_2d_backward", "scatter_reduce",
+    }
+)  # fmt: skip
+
+
+class DispatchedOps(torch.utils._python_dispatch.TorchDispatchMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: set[str] = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.add(func._overloadpacket.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("backbone", ["resnet50", "efficientnet_b4", "inception_v3", "densenet121"])
+def test_paper_backbones_run_no_operation_that_raises_in_deterministic_mode(backbone):
+    """Forward and backward of the backbone, augmentation and every loss (on CPU, where the
+    dispatcher sees the same operations: the paper's global pooling is a ``mean``)."""
+    from cce_bench.data.augment import augment_batch
+    from cce_bench.losses import available_losses, get_loss
+
+    size = max(resolve_backbone(backbone).min_size, SIZE)
+    model = create_backbone(backbone, len(HAM10000_CLASSES))
+    images = torch.randint(0, 256, (2, size, size, 3), dtype=torch.uint8)
+    target = torch.tensor([0, 4])
+    with DispatchedOps() as ops:
+        x = augment_batch(images, policy="strong", strength=1.0, generator=torch.Generator())
+        logits = model(x)
+        losses = [get_loss(name)(logits, target) for name in available_losses()]
+        torch.stack(losses).sum().backward()
+    assert ops.names & RAISE_ON_CUDA == set()
