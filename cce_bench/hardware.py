@@ -19,6 +19,8 @@ import numpy as np
 from cce_bench.runspec import RunSpecError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
     import torch
 
     from cce_bench.data.labeled import PreparedData
@@ -202,12 +204,36 @@ class PartOnDevice:
 
     def batch(self, positions: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """uint8 ``[B, H, W, 3]`` images and int64 labels at ``positions`` within the part."""
+        return next(self.batches([positions]))
+
+    def batches(
+        self, positions: Sequence[np.ndarray]
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The images and labels of each array of ``positions`` (within the part), in order.
+
+        Every position goes to the device in one upload per call (an epoch's permutation, an
+        evaluation pass), pinned and non-blocking, and each batch indexes with a slice of it
+        already on the device. A per-batch upload from ordinary host memory would wait for all
+        the GPU work queued before it, at every training step.
+        """
         import torch
 
-        where = torch.from_numpy(positions).to(self.device)
+        flat = np.concatenate(positions) if len(positions) else np.zeros(0, np.int64)
+        where = torch.from_numpy(flat.astype(np.int64, copy=False))
+        if self.device.type == "cuda":
+            where = where.pin_memory()
+        where = where.to(self.device, non_blocking=True)
+        start = 0
+        for host in positions:
+            on_device, start = where[start : start + len(host)], start + len(host)
+            yield self._images(host, on_device), self.labels.index_select(0, on_device)
+
+    def _images(self, host: np.ndarray, on_device: torch.Tensor) -> torch.Tensor:
+        import torch
+
         if self.resident is not None:
-            return self.resident[where], self.labels[where]
-        images = torch.from_numpy(self.data.images[self.indices[positions]])
+            return self.resident.index_select(0, on_device)
+        images = torch.from_numpy(self.data.images[self.indices[host]])
         if self.device.type == "cuda":
             images = images.pin_memory().to(self.device, non_blocking=True)
-        return images, self.labels[where]
+        return images

@@ -314,8 +314,8 @@ class Trainer:
         losses: list[torch.Tensor] = []
         diverged_at, images = None, 0
         started = time.perf_counter()
-        for positions in epoch_batches(len(self.train_feed), self.spec.batch_size, self.order_rng):
-            raw, target = self.train_feed.batch(positions)
+        batches = epoch_batches(len(self.train_feed), self.spec.batch_size, self.order_rng)
+        for positions, (raw, target) in zip(batches, self.train_feed.batches(batches), strict=True):
             x = augment_batch(
                 raw,
                 policy=self.spec.augment_policy,
@@ -363,16 +363,16 @@ class Trainer:
         feed = self.eval_feed if feed is None else feed
         self.model.eval()
         chunks, nll_sum = [], torch.zeros((), device=self.device)
-        positions = np.arange(len(feed))
+        size = 2 * self.spec.batch_size
+        spans = [np.arange(i, min(i + size, len(feed))) for i in range(0, len(feed), size)]
         with torch.inference_mode():
-            for start in range(0, len(positions), 2 * self.spec.batch_size):
-                raw, target = feed.batch(positions[start : start + 2 * self.spec.batch_size])
+            for raw, target in feed.batches(spans):
                 with self._autocast():
                     logits = self.model(self._inputs(to_float(raw))).float()
                 nll_sum += F.cross_entropy(logits, target, reduction="sum")
                 chunks.append(logits.softmax(dim=1))
         proba = torch.cat(chunks).cpu().numpy().astype(np.float32)
-        return proba, float(nll_sum) / max(len(positions), 1)
+        return proba, float(nll_sum) / max(len(feed), 1)
 
 
 def _first_non_finite_step(recent: list[torch.Tensor], next_step: int) -> int | None:

@@ -8,6 +8,7 @@ the fixes hold until a device can run ``benchmarks/gpu_check.sh``.
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import types
 from pathlib import Path
@@ -17,13 +18,16 @@ import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 
+import cce_bench.losses
+import cce_bench.train
 from cce_bench.data.labeled import HAM10000_CLASSES, PreparedData
 from cce_bench.hardware import (
+    PartOnDevice,
     autocast_dtype,
     set_backend_flags,
 )
 from cce_bench.models import create_backbone, resolve_backbone
-from cce_bench.train import RunSpec, _make_optimizer, train_run
+from cce_bench.train import RunSpec, Trainer, _make_optimizer, train_run
 
 REPO = Path(__file__).resolve().parent.parent
 SIZE = 32
@@ -127,6 +131,88 @@ class HostDeviceTraffic(TorchFunctionMode):
                 self.paused -= 1
 
         return wrapper
+
+
+# -- 2. no host-device traffic inside the step loop ----------------------------------------------
+
+
+def traffic_between_forward_calls(trainer: Trainer, run, monkeypatch) -> list[int]:
+    """Counted calls between one model forward and the next while ``run()`` runs.
+
+    Two reads are left out on purpose: the divergence check reads the recent losses back
+    every ``CUDA_DIVERGENCE_CHECK_STEPS`` steps on a GPU (every step on CPU, where it is free),
+    and the loss's target check reads the target range back only on CPU (on a GPU it asserts on
+    the device).
+    """
+    traffic = HostDeviceTraffic()
+    monkeypatch.setattr(
+        cce_bench.train,
+        "_first_non_finite_step",
+        traffic.uncounted(cce_bench.train._first_non_finite_step),
+    )
+    monkeypatch.setattr(
+        cce_bench.losses, "_check_inputs", traffic.uncounted(cce_bench.losses._check_inputs)
+    )
+    at_forward: list[int] = []
+    trainer.model.register_forward_pre_hook(
+        lambda module, args: at_forward.append(len(traffic.calls))
+    )
+    with traffic:
+        run()
+    return [later - earlier for earlier, later in itertools.pairwise(at_forward)]
+
+
+def trainer_with_cuda_optimizer(monkeypatch, spec: RunSpec, data: PreparedData) -> Trainer:
+    """A CPU trainer whose optimizer is the one a CUDA run gets (fused): the default CPU kernels
+    read their step counters with ``.item()``, which is free on CPU and not what a GPU runs."""
+    make = cce_bench.train._make_optimizer
+    monkeypatch.setattr(cce_bench.train, "_make_optimizer", lambda s, m, d: make(s, m, CUDA))
+    return Trainer.build(spec, data)
+
+
+def test_a_training_step_moves_nothing_between_host_and_device(monkeypatch):
+    trainer = trainer_with_cuda_optimizer(monkeypatch, tiny_spec(), prepared(n_train=48))
+    per_step = traffic_between_forward_calls(trainer, trainer.train_epoch, monkeypatch)
+    assert len(per_step) == 48 // 8 - 1
+    assert per_step == [0] * len(per_step)
+
+
+def test_the_resident_path_a_gpu_takes_moves_nothing_per_step_either(monkeypatch):
+    trainer = trainer_with_cuda_optimizer(monkeypatch, tiny_spec(), prepared(n_train=48))
+    feed = trainer.train_feed
+    feed.resident = torch.from_numpy(feed.data.images[feed.indices])  # as uploaded on CUDA
+    per_step = traffic_between_forward_calls(trainer, trainer.train_epoch, monkeypatch)
+    assert per_step == [0] * (48 // 8 - 1)
+
+
+def test_an_evaluation_batch_moves_nothing_between_host_and_device(monkeypatch):
+    trainer = Trainer.build(tiny_spec(batch_size=4), prepared(n_train=16, n_val=40))
+    per_batch = traffic_between_forward_calls(trainer, trainer.predict, monkeypatch)
+    assert per_batch == [0] * (40 // 8 - 1)
+
+
+def test_an_epoch_uploads_its_batch_order_once_and_non_blocking(monkeypatch):
+    uploads = []
+    original = torch.Tensor.to
+
+    def recording_to(tensor, *args, **kwargs):
+        if tensor.dtype == torch.int64 and tensor.ndim == 1:
+            uploads.append((len(tensor), kwargs.get("non_blocking", False)))
+        return original(tensor, *args, **kwargs)
+
+    trainer = Trainer.build(tiny_spec(), prepared(n_train=48))
+    monkeypatch.setattr(torch.Tensor, "to", recording_to)
+    trainer.train_epoch()
+    assert uploads == [(48, True)]
+
+
+def test_feeding_batches_keeps_the_numbers_of_a_per_batch_gather():
+    data = prepared(n_train=48)
+    feed = PartOnDevice(data, data.parts["train"], torch.device("cpu"))
+    order = [np.array([5, 1, 9]), np.array([47, 0]), np.array([], dtype=np.int64)]
+    for positions, (images, labels) in zip(order, feed.batches(order), strict=True):
+        assert np.array_equal(images.numpy(), data.images[positions])
+        assert np.array_equal(labels.numpy(), data.labels[positions])
 
 
 # -- 5. bf16 only where the card computes in it --------------------------------------------------
