@@ -96,14 +96,41 @@ def memory_format(channels_last: bool) -> torch.memory_format:
     return torch.channels_last if channels_last else torch.contiguous_format
 
 
-def peak_memory_mb(device: torch.device) -> float:
-    """Peak CUDA allocation since the run started; on CPU the process's peak resident set,
-    which in a pooled worker includes earlier runs (Linux offers no per-interval peak)."""
+def reset_peak_memory(device: torch.device) -> None:
+    """Start counting a run's peak CUDA memory from now (nothing to do on CPU).
+
+    Called once the run's images are on the device, so that the upload's transient copies are
+    not counted as training memory.
+    """
     import torch
 
     if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory_mb(device: torch.device, data_bytes: int = 0) -> float:
+    """Peak CUDA allocation since ``reset_peak_memory``, less ``data_bytes`` (the images and
+    labels kept on the device), so that it measures what training needs (model, optimizer,
+    activations) and compares between runs whose data did or did not fit on the card.
+
+    On CPU the process's peak resident set, which in a pooled worker includes earlier runs
+    (Linux offers no per-interval peak).
+    """
+    import torch
+
+    if device.type == "cuda":
+        return (torch.cuda.max_memory_allocated(device) - data_bytes) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def peak_reserved_mb(device: torch.device) -> float | None:
+    """Peak CUDA memory held by PyTorch's caching allocator, data included: what the card must
+    have free for the run, which decides how many runs share one GPU. None on CPU."""
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.max_memory_reserved(device) / 2**20
+    return None
 
 
 def device_label(device: torch.device) -> str:
@@ -201,6 +228,14 @@ class PartOnDevice:
 
     def __len__(self) -> int:
         return len(self.indices)
+
+    @property
+    def device_bytes(self) -> int:
+        """Bytes this part keeps on a CUDA device (images when resident, and labels)."""
+        if self.device.type != "cuda":
+            return 0
+        held = self.labels.nbytes
+        return held + (self.resident.nbytes if self.resident is not None else 0)
 
     def batch(self, positions: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """uint8 ``[B, H, W, 3]`` images and int64 labels at ``positions`` within the part."""

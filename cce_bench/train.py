@@ -33,6 +33,8 @@ from cce_bench.hardware import (
     library_versions,
     memory_format,
     peak_memory_mb,
+    peak_reserved_mb,
+    reset_peak_memory,
     resolve_device,
     set_backend_flags,
 )
@@ -85,6 +87,10 @@ def train_run(
         if not _run_epoch(trainer, epoch, progress, reporter):
             break
     has_predictions = len(progress.proba) > 0
+    # Read before the extra parts are uploaded and scored: those are not training memory.
+    data_bytes = trainer.train_feed.device_bytes + trainer.eval_feed.device_bytes
+    peak_mb = peak_memory_mb(trainer.device, data_bytes)
+    reserved_mb = peak_reserved_mb(trainer.device)
     extra_metrics, extra_predictions = (
         _score_extra_parts(trainer) if progress.outcome == "completed" else ({}, {})
     )
@@ -97,7 +103,8 @@ def train_run(
         proba=progress.proba,
         wall_time_s=time.perf_counter() - started,
         images_per_s=progress.images / progress.seconds if progress.seconds > 0 else 0.0,
-        peak_memory_mb=peak_memory_mb(trainer.device),
+        peak_memory_mb=peak_mb,
+        peak_reserved_mb=reserved_mb,
         device=device_label(trainer.device),
         versions=library_versions(trainer.device),
         node=socket.gethostname(),
@@ -264,10 +271,11 @@ class Trainer:
         channels_last = spec.channels_last in ("auto", True)
         model = model.to(device, memory_format=memory_format(channels_last))
         optimizer = _make_optimizer(spec, model, device)
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
         dtype = autocast_dtype(spec.precision, device)
         mean, std = backbone_normalization(spec.backbone)
+        train_feed = PartOnDevice(data, train_idx, device)
+        eval_feed = PartOnDevice(data, eval_idx, device)
+        reset_peak_memory(device)  # after the upload: the images are not training memory
         return cls(
             spec=spec,
             data=data,
@@ -281,8 +289,8 @@ class Trainer:
                 optimizer, spec, steps_per_epoch(len(train_idx), spec.batch_size)
             ),
             scaler=torch.amp.GradScaler("cuda") if dtype == torch.float16 else None,
-            train_feed=PartOnDevice(data, train_idx, device),
-            eval_feed=PartOnDevice(data, eval_idx, device),
+            train_feed=train_feed,
+            eval_feed=eval_feed,
             eval_idx=eval_idx,
             mean=mean,
             std=std,

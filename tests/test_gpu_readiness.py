@@ -24,6 +24,8 @@ from cce_bench.data.labeled import HAM10000_CLASSES, PreparedData
 from cce_bench.hardware import (
     PartOnDevice,
     autocast_dtype,
+    peak_memory_mb,
+    peak_reserved_mb,
     set_backend_flags,
 )
 from cce_bench.models import create_backbone, resolve_backbone
@@ -213,6 +215,34 @@ def test_feeding_batches_keeps_the_numbers_of_a_per_batch_gather():
     for positions, (images, labels) in zip(order, feed.batches(order), strict=True):
         assert np.array_equal(images.numpy(), data.images[positions])
         assert np.array_equal(labels.numpy(), data.labels[positions])
+
+
+# -- 4. peak memory measures training, not the data ----------------------------------------------
+def test_peak_memory_leaves_out_the_images_kept_on_the_device(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: 3 * 2**30)
+    monkeypatch.setattr(torch.cuda, "max_memory_reserved", lambda device=None: 4 * 2**30)
+    assert peak_memory_mb(CUDA, data_bytes=2**30) == 2048
+    assert peak_reserved_mb(CUDA) == 4096
+    assert peak_reserved_mb(torch.device("cpu")) is None
+
+
+def test_the_peak_counter_starts_after_the_images_are_uploaded(monkeypatch):
+    events = []
+
+    class RecordingFeed(PartOnDevice):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            events.append("upload")
+
+    monkeypatch.setattr(cce_bench.train, "PartOnDevice", RecordingFeed)
+    monkeypatch.setattr(cce_bench.train, "reset_peak_memory", lambda device: events.append("reset"))
+    Trainer.build(tiny_spec(), prepared(n_train=16))
+    assert events == ["upload", "upload", "reset"]
+
+
+def test_a_run_record_carries_the_reserved_peak():
+    result = train_run(tiny_spec(augment_policy="flips"), prepared(n_train=16))
+    assert "peak_reserved_mb" in result.to_record()
 
 
 # -- 5. bf16 only where the card computes in it --------------------------------------------------
