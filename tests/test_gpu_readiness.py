@@ -16,20 +16,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from studies_for_tests import write_study
 from torch.overrides import TorchFunctionMode
 
 import cce_bench.losses
 import cce_bench.train
+from cce_bench.config import load_study
 from cce_bench.data.labeled import HAM10000_CLASSES, PreparedData
 from cce_bench.hardware import (
     PartOnDevice,
     autocast_dtype,
     peak_memory_mb,
     peak_reserved_mb,
+    resolve_device,
     set_backend_flags,
 )
 from cce_bench.models import create_backbone, resolve_backbone
 from cce_bench.train import RunSpec, Trainer, _make_optimizer, train_run
+from cce_bench.tune import Arm, build_run_spec
 
 REPO = Path(__file__).resolve().parent.parent
 SIZE = 32
@@ -215,6 +219,36 @@ def test_feeding_batches_keeps_the_numbers_of_a_per_batch_gather():
     for positions, (images, labels) in zip(order, feed.batches(order), strict=True):
         assert np.array_equal(images.numpy(), data.images[positions])
         assert np.array_equal(labels.numpy(), data.labels[positions])
+
+
+# -- 3. a study planned for CPUs stays on CPUs ---------------------------------------------------
+def study_with_gpus(folder: Path, gpus_per_run: float, **changes):
+    path = write_study(folder, **changes)
+    text = path.read_text().replace(
+        "[resources]\n", f"[resources]\ngpus_per_run = {gpus_per_run}\n"
+    )
+    path.write_text(text)
+    return load_study(path)
+
+
+def test_device_auto_runs_on_cpu_when_runs_ask_ray_for_no_gpu(tmp_path, monkeypatch):
+    pretend_cuda(monkeypatch)
+    spec = study_with_gpus(tmp_path, 0)
+    run = build_run_spec(
+        spec, Arm("resnet10t", "ce"), {"lr": 1e-3, "aug_strength": 0.5},
+        seed=0, train_parts=("train",), eval_part="val",
+    )  # fmt: skip
+    assert resolve_device(run.device).type == "cpu"
+
+
+def test_device_auto_still_takes_the_gpu_ray_gives_a_run(tmp_path, monkeypatch):
+    pretend_cuda(monkeypatch)
+    spec = study_with_gpus(tmp_path, 0.5)
+    run = build_run_spec(
+        spec, Arm("resnet10t", "ce"), {"lr": 1e-3, "aug_strength": 0.5},
+        seed=0, train_parts=("train",), eval_part="val",
+    )  # fmt: skip
+    assert run.device == "auto" and resolve_device(run.device).type == "cuda"
 
 
 # -- 4. peak memory measures training, not the data ----------------------------------------------
