@@ -193,6 +193,20 @@ def check_resources(
         )
 
 
+def max_calls(resources: Resources) -> int:
+    """Runs one Ray worker process may serve: 1 for GPU runs, unlimited (0) otherwise.
+
+    A worker that has used CUDA keeps its context on the card it first saw: Ray's new
+    ``CUDA_VISIBLE_DEVICES`` for a later task is ignored once CUDA has started, so reused
+    workers would pile runs onto one card while Ray counts them on others. Ray sets
+    ``max_calls=1`` for GPU tasks itself only when ``num_gpus`` is given to ``@ray.remote``,
+    not through ``.options()``, which is how the study's GPU share arrives. A fresh process also
+    lets a deterministic run set cuBLAS's workspace before cuBLAS starts. The cost is a worker
+    start (a few seconds of imports) per run, small beside a GPU run's minutes.
+    """
+    return 1 if resources.gpus_per_run > 0 else 0
+
+
 def _probe_head(address: str) -> None:
     host, _, port = address.split("://")[-1].rpartition(":")  # also ray://HOST:PORT (Ray Client)
     if not host or not port.isdigit():
@@ -327,7 +341,7 @@ class Executor:
         self.resources = resources
         self.train_fn = train_fn
         self.channel = make_channel()
-        self._task = ray.remote(run_training_task)
+        self._task = ray.remote(max_calls=max_calls(resources))(run_training_task)
         self.inflight: dict[Any, Job] = {}
 
     def put(self, data: Any) -> Any:

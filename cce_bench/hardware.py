@@ -52,7 +52,8 @@ def set_backend_flags(device: torch.device, deterministic: bool) -> None:
     has none raise instead of warning: a run that only warns would be recorded as reproducible
     while it is not. cuBLAS needs a fixed workspace for that (``CUBLAS_WORKSPACE_CONFIG``),
     read when cuBLAS starts in the process, so it is set here, before the model touches the
-    GPU. The four paper backbones run no operation PyTorch lists as lacking a
+    GPU; a study's GPU runs each get a fresh worker process (``execution``), so no earlier run
+    has started cuBLAS. The four paper backbones run no operation PyTorch lists as lacking a
     deterministic CUDA kernel (checked on CPU by tests/test_gpu_readiness.py).
 
     What it costs on a GPU: cuDNN then uses neither autotuning nor its fastest

@@ -23,6 +23,7 @@ import cce_bench.losses
 import cce_bench.train
 from cce_bench.config import load_study
 from cce_bench.data.labeled import HAM10000_CLASSES, PreparedData
+from cce_bench.execution import Executor, Resources
 from cce_bench.hardware import (
     PartOnDevice,
     autocast_dtype,
@@ -137,6 +138,19 @@ class HostDeviceTraffic(TorchFunctionMode):
                 self.paused -= 1
 
         return wrapper
+
+
+# -- 1. Ray: a fresh worker process for every GPU run --------------------------------------------
+def test_gpu_runs_get_a_fresh_worker_process_each(monkeypatch):
+    monkeypatch.setattr("cce_bench.execution.make_channel", lambda: None)
+    executor = Executor(Resources(gpus_per_run=0.5))
+    assert executor._task._default_options["max_calls"] == 1
+
+
+def test_cpu_runs_keep_reusing_their_workers(monkeypatch):
+    monkeypatch.setattr("cce_bench.execution.make_channel", lambda: None)
+    executor = Executor(Resources(gpus_per_run=0))
+    assert executor._task._default_options.get("max_calls", 0) == 0
 
 
 # -- 2. no host-device traffic inside the step loop ----------------------------------------------
