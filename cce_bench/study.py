@@ -149,6 +149,7 @@ class StudyDriver:
         on_event: Callable[[StudyProgress], None] | None,
         started: float | None = None,
         records: list[dict[str, Any]] | None = None,
+        slots: int | None = None,
     ) -> None:
         from cce_bench.tune import ArmTuner
 
@@ -163,6 +164,7 @@ class StudyDriver:
         self.started = time.monotonic() if started is None else started
         self.durations: list[float] = []
         self.submitted: dict[str, float] = {}
+        self.slots = spec.resources.max_concurrent if slots is None else slots
         self._turn = 0
 
     def _ref(self, arm: Arm) -> Any:
@@ -250,7 +252,7 @@ class StudyDriver:
             progress = arm_progress(study_dict, arm, study, self.records, eval_running=running)
             arms.append(replace(progress, problem=self.problems.get(arm)))
         mean_job_s = sum(self.durations) / len(self.durations) if self.durations else None
-        slots = self.spec.resources.max_concurrent
+        slots = self.slots
         return StudyProgress(
             name=self.spec.name,
             results_dir=self.store.root,
@@ -287,7 +289,14 @@ def run_study(
     """
     import optuna
 
-    from cce_bench.execution import check_address, check_resources, start_ray, stop_ray
+    from cce_bench.execution import (
+        cap_in_flight,
+        check_address,
+        check_resources,
+        node_resources,
+        start_ray,
+        stop_ray,
+    )
 
     started = time.monotonic()
     unknown = set(phases) - set(PHASES)
@@ -307,7 +316,10 @@ def run_study(
             _check_same_split(store, spec, manifest)
         if start_ray(address):
             stack.callback(stop_ray)
-        check_resources(run_resources(spec), device=spec.train.device)
+        nodes = node_resources()
+        check_resources(run_resources(spec), device=spec.train.device, nodes=nodes)
+        resources, capped = cap_in_flight(run_resources(spec), nodes)
+        notes = (*notes, capped) if capped else notes
         if not store.exists():
             stack.enter_context(folder_lock(store))
             backend = backend or open_study_storage(store, None)
@@ -318,8 +330,9 @@ def run_study(
             "on_event": on_event,
             "started": started,
             "records": records,
+            "slots": resources.max_concurrent,
         }
-        return _drive(spec, store, backend, prepared, driver_options, train_fn, notes)
+        return _drive(spec, store, backend, prepared, resources, driver_options, train_fn, notes)
 
 
 def _read_records(
@@ -372,6 +385,7 @@ def _drive(
     store: ResultsStore,
     storage: optuna.storages.BaseStorage,
     prepared: dict[int, Any],
+    resources: Resources,
     driver_options: dict[str, Any],
     train_fn: Callable[..., Any] | None,
     notes: tuple[str, ...],
@@ -386,7 +400,7 @@ def _drive(
             storage, spec, arm, study_name=store.optuna_study_name(arm.backbone, arm.arm)
         )
         mark_interrupted(studies[arm], "the driver stopped while it ran (killed or interrupted)")
-    executor = Executor(run_resources(spec), train_fn=train_fn)
+    executor = Executor(resources, train_fn=train_fn)
     # The images go to the object store once per size; every task gets the same reference.
     refs = {size: executor.put(data) for size, data in prepared.items()}
     driver = StudyDriver(spec, store, studies, refs, **driver_options)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import functools
 import itertools
+import json
 import os
+import time
 import types
 from pathlib import Path
 
@@ -23,7 +25,7 @@ import cce_bench.losses
 import cce_bench.train
 from cce_bench.config import load_study
 from cce_bench.data.labeled import HAM10000_CLASSES, PreparedData
-from cce_bench.execution import Executor, Resources
+from cce_bench.execution import Executor, Resources, cap_in_flight, gpu_slots
 from cce_bench.hardware import (
     PartOnDevice,
     autocast_dtype,
@@ -387,3 +389,89 @@ def test_paper_backbones_run_no_operation_that_raises_in_deterministic_mode(back
         losses = [get_loss(name)(logits, target) for name in available_losses()]
         torch.stack(losses).sum().backward()
     assert ops.names & RAISE_ON_CUDA == set()
+
+
+# -- 8. no more trials in flight than the GPUs hold ----------------------------------------------
+def test_trials_in_flight_are_capped_at_the_clusters_gpu_slots():
+    nodes = [{"CPU": 16.0, "GPU": 1.0}]
+    capped, note = cap_in_flight(Resources(gpus_per_run=0.5, max_concurrent=8), nodes)
+    assert capped.max_concurrent == 2
+    assert "at most 2 runs at once" in note and "max_concurrent` = 8" in note
+
+
+def test_gpu_slots_count_per_node_since_a_run_cannot_span_two():
+    nodes = [{"GPU": 1.0}, {"GPU": 1.5}, {"CPU": 8.0}]
+    assert gpu_slots(Resources(gpus_per_run=1), nodes) == 2
+    assert gpu_slots(Resources(gpus_per_run=0.25), nodes) == 10
+    assert gpu_slots(Resources(gpus_per_run=0), nodes) is None
+
+
+def test_cpu_studies_and_studies_within_the_slots_are_left_alone():
+    nodes = [{"CPU": 16.0, "GPU": 4.0}]
+    for resources in (Resources(max_concurrent=8), Resources(gpus_per_run=1, max_concurrent=4)):
+        assert cap_in_flight(resources, nodes) == (resources, None)
+
+
+def fake_train_logging_its_process(log_dir: Path, sleep_s: float):
+    """Records its process, the GPU Ray showed it and when it ran."""
+    from cce_bench.runspec import RunResult
+
+    def train(spec, data, reporter=None):
+        started = time.time()
+        time.sleep(sleep_s)
+        entry = {
+            "pid": os.getpid(),
+            "visible": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "device": spec.device,
+            "start": started,
+            "end": time.time(),
+        }
+        (log_dir / f"{os.getpid()}-{started}.json").write_text(json.dumps(entry))
+        history = [{"epoch": 1, "balanced_accuracy": 0.5}]
+        if reporter is not None:
+            reporter(1, history[0])
+        return RunResult(
+            outcome="completed", metrics={"balanced_accuracy": 0.5}, history=history,
+            image_ids=np.array(["a"]), y_true=np.array([0]),
+            proba=np.ones((1, 7), np.float32) / 7, wall_time_s=0.0, images_per_s=0.0,
+            peak_memory_mb=0.0, device="cuda:0 (pretend)", versions={}, node="host",
+        )  # fmt: skip
+
+    return train
+
+
+@pytest.fixture(scope="module")
+def ray_with_one_pretend_gpu():
+    """A local Ray that believes it has one GPU: it places and isolates GPU tasks as on a real
+    card (``CUDA_VISIBLE_DEVICES``), while the fake runs here never touch CUDA."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.mark.slow
+def test_a_gpu_study_packs_runs_on_the_slots_each_in_a_fresh_process(
+    ray_with_one_pretend_gpu, tmp_path
+):
+    """One pretend GPU and ``gpus_per_run = 0.5``: 2 slots, although ``max_concurrent`` is 8."""
+    from cce_bench.study import run_study
+
+    (tmp_path / "log").mkdir()
+    events = []
+    outcome = run_study(
+        study_with_gpus(tmp_path, 0.5, arms=("ce",), n_trials=3, seeds=1, max_concurrent=8),
+        tmp_path / "results",
+        on_event=lambda progress: events.append(progress.event),
+        train_fn=fake_train_logging_its_process(tmp_path / "log", sleep_s=1.0),
+    )
+    runs = [json.loads(p.read_text()) for p in (tmp_path / "log").iterdir()]
+    assert len(runs) == 4 and outcome.failure is None
+    assert any("at most 2 runs at once" in event for event in events[:2])
+    first_finish = next(i for i, event in enumerate(events) if event.startswith("finished"))
+    assert sum(event.startswith("started") for event in events[:first_finish]) == 2
+    assert len({run["pid"] for run in runs}) == 4  # no worker served two runs
+    assert {run["visible"] for run in runs} == {"0"} and {run["device"] for run in runs} == {"auto"}
