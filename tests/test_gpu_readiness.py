@@ -11,6 +11,8 @@ import functools
 import itertools
 import json
 import os
+import subprocess
+import sys
 import time
 import types
 from pathlib import Path
@@ -475,3 +477,59 @@ def test_a_gpu_study_packs_runs_on_the_slots_each_in_a_fresh_process(
     assert sum(event.startswith("started") for event in events[:first_finish]) == 2
     assert len({run["pid"] for run in runs}) == 4  # no worker served two runs
     assert {run["visible"] for run in runs} == {"0"} and {run["device"] for run in runs} == {"auto"}
+
+
+# -- 9. the GPU check, dry ------------------------------------------------------------------------
+def test_the_gpu_check_dry_run_prints_every_step_and_exits_0_on_cpu(tmp_path):
+    env = {**os.environ, "OUT": str(tmp_path)}
+    done = subprocess.run(
+        ["bash", str(REPO / "benchmarks" / "gpu_check.sh"), "--dry-run"],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    for step in ("setup", "driver", "backbones", "packing", "study", "report"):
+        assert f"[{step}]" in done.stdout
+    for backbone in ("resnet50", "efficientnet_b4", "inception_v3", "densenet121"):
+        assert backbone in done.stdout
+    assert str(tmp_path / "gpu_check.json") in done.stdout
+    assert list(tmp_path.iterdir()) == []  # a dry run writes nothing
+
+
+def load_gpu_check():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_check", REPO / "benchmarks" / "gpu_check.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["gpu_check"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    ("driver_cuda", "torch_cuda", "problem"),
+    [
+        ("13.0", "13.0", None),
+        ("12.8", "12.6", None),
+        ("12.4", "13.0", "driver"),
+        (None, "13.0", "nvidia-smi"),
+        ("13.0", None, "CPU-only"),
+    ],
+)
+def test_the_gpu_check_names_the_fix_for_a_driver_torch_mismatch(driver_cuda, torch_cuda, problem):
+    found = load_gpu_check().cuda_mismatch(driver_cuda, torch_cuda)
+    if problem is None:
+        assert found is None
+    else:
+        assert problem in found and "fix:" in found
+
+
+def test_the_gpu_check_fails_a_backbone_that_syncs_more_than_the_design_allows(capsys):
+    row = {
+        "backbone": "resnet50", "image_size": 224, "precision": "torch.bfloat16",
+        "images_per_s": 1900.0, "published_a100_images_per_s": 2470.0, "ratio_to_published": 0.77,
+        "peak_memory_mb": 3000, "peak_reserved_mb": 5000, "sync_sources": ["augment.py:285"],
+    }  # fmt: skip
+    gpu_check = load_gpu_check()
+    assert gpu_check.report({"backbones": [{**row, "syncs_per_step": 0.1}]}) == []
+    problems = gpu_check.report({"backbones": [{**row, "syncs_per_step": 8.0}]})
+    assert len(problems) == 1 and "augment.py:285" in problems[0]
