@@ -300,10 +300,10 @@ def build_run_spec(
 def run_device(spec: StudySpec) -> str:
     """``train.device`` as each run sees it: ``auto`` is ``cpu`` when runs ask Ray for no GPU.
 
-    Ray hides GPUs only from tasks it gives some (it sets ``CUDA_VISIBLE_DEVICES`` for a GPU
-    request and leaves it alone otherwise), so on a GPU machine ``auto`` would put a study
-    planned for CPUs on ``cuda:0``: every run on one card that Ray never counted, in bf16,
-    with numbers that no longer match the same study on a CPU machine.
+    Ray narrows ``CUDA_VISIBLE_DEVICES`` only for a task it gives GPUs; a task that asked for
+    none sees every GPU of its node. On a GPU machine ``auto`` would then put a study planned
+    for CPUs on ``cuda:0``: every run on one card that Ray never counted, in bf16, with numbers
+    that no longer match the same study on a CPU machine.
     """
     if spec.train.device == "auto" and spec.resources.gpus_per_run == 0:
         return "cpu"
