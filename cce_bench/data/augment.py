@@ -144,11 +144,28 @@ def normalize(
     """Standardise ``[N, 3, H, W]`` channels with a backbone's mean and std (new tensor).
 
     Computed as ``x * (1 / std) + (-mean / std)`` in one fused ``addcmul`` pass; the plain
-    ``(x - mean) / std`` makes two passes and an extra batch-sized temporary.
+    ``(x - mean) / std`` makes two passes and an extra batch-sized temporary. For float
+    sequences the two constants are made once per device and dtype (``_device_constants``
+    says why); tensors are used as given.
     """
-    std_t = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    mean_t = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
-    return torch.addcmul(-mean_t / std_t, x, 1.0 / std_t)
+    if isinstance(mean, torch.Tensor) or isinstance(std, torch.Tensor):
+        std_t = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+        mean_t = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+        return torch.addcmul(-mean_t / std_t, x, 1.0 / std_t)
+    shift, scale = _normalization(tuple(mean), tuple(std), x.dtype, x.device)
+    return torch.addcmul(shift, x, scale)
+
+
+@functools.lru_cache(maxsize=16)
+def _normalization(
+    mean: tuple[float, ...], std: tuple[float, ...], dtype: torch.dtype, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(-mean / std, 1 / std)`` as ``[1, C, 1, 1]`` tensors, computed on the device in the
+    batch's dtype as before they were cached, so normalised batches are bit for bit the same."""
+    with torch.inference_mode(False):
+        std_t = torch.tensor(std, dtype=dtype, device=device).view(1, -1, 1, 1)
+        mean_t = torch.tensor(mean, dtype=dtype, device=device).view(1, -1, 1, 1)
+        return -mean_t / std_t, 1.0 / std_t
 
 
 def augment_batch(
@@ -265,9 +282,9 @@ def _geometry(
         else torch.zeros(n, dtype=torch.long, device=device)
     )
     mirror = torch.rand(n, generator=generator, device=device) < 0.5
-    # Integer cos/sin tables keep the quarter turns exact (cos(pi/2) in floating point is not 0).
-    cos_q = torch.tensor([1.0, 0.0, -1.0, 0.0], device=device)[quarter_turns]
-    sin_q = torch.tensor([0.0, 1.0, 0.0, -1.0], device=device)[quarter_turns]
+    constants = _device_constants(device)
+    cos_q = constants.quarter_turn_cos[quarter_turns]
+    sin_q = constants.quarter_turn_sin[quarter_turns]
     mirror_sign = 1.0 - 2.0 * mirror.float()
     symmetry = _matrices(cos_q * mirror_sign, -sin_q, sin_q * mirror_sign, cos_q)
 
@@ -330,11 +347,11 @@ def _colour_jitter(
     hue = _uniform(n, -1, 1, generator, device) * spec.hue * strength * 2 * math.pi
 
     flat = pixels.view(n, 3, height * width)
-    luma = torch.tensor(LUMA_WEIGHTS, device=device)
-    mean_luma = flat.mean(dim=2) @ luma / 255.0
-    eye = torch.eye(3, device=device).expand(n, 3, 3)
-    grey_projection = torch.ones(3, 1, device=device) @ luma.view(1, 3)
-    saturate = saturation.view(n, 1, 1) * eye + (1 - saturation).view(n, 1, 1) * grey_projection
+    constants = _device_constants(device)
+    mean_luma = flat.mean(dim=2) @ constants.luma / 255.0
+    eye = constants.eye.expand(n, 3, 3)
+    grey = constants.grey_projection
+    saturate = saturation.view(n, 1, 1) * eye + (1 - saturation).view(n, 1, 1) * grey
     matrix = _hue_rotation(hue) @ saturate
     offset = matrix @ ((1 - contrast) * brightness * mean_luma).view(n, 1, 1).expand(n, 3, 1)
     matrix = matrix * (contrast * brightness / 255.0).view(n, 1, 1)
@@ -344,9 +361,9 @@ def _colour_jitter(
 
 def _hue_rotation(hue: torch.Tensor) -> torch.Tensor:
     """RGB -> RGB matrices that rotate the YIQ chroma plane by ``hue`` radians, ``[N, 3, 3]``."""
-    n, device = len(hue), hue.device
-    to_yiq = _RGB_TO_YIQ.to(device=device, dtype=torch.float32)
-    from_yiq = _YIQ_TO_RGB.to(device=device, dtype=torch.float32)
+    n = len(hue)
+    constants = _device_constants(hue.device)
+    to_yiq, from_yiq = constants.rgb_to_yiq, constants.yiq_to_rgb
     cos, sin = torch.cos(hue), torch.sin(hue)
     one, zero = torch.ones_like(hue), torch.zeros_like(hue)
     rotation = torch.stack(
@@ -358,3 +375,38 @@ def _hue_rotation(hue: torch.Tensor) -> torch.Tensor:
         -2,
     )
     return from_yiq.expand(n, 3, 3) @ rotation @ to_yiq
+
+
+@dataclass(frozen=True)
+class _DeviceConstants:
+    """The fixed tensors every augmented batch uses, on one device."""
+
+    quarter_turn_cos: torch.Tensor
+    quarter_turn_sin: torch.Tensor
+    luma: torch.Tensor
+    eye: torch.Tensor
+    grey_projection: torch.Tensor
+    rgb_to_yiq: torch.Tensor
+    yiq_to_rgb: torch.Tensor
+
+
+@functools.lru_cache(maxsize=8)
+def _device_constants(device: torch.device) -> _DeviceConstants:
+    """Made once per device: building a tensor from host values on a GPU is a copy that waits
+    for every kernel queued before it, which, once per batch, would stall each training step.
+
+    Built outside inference mode, so that a first use in evaluation does not hand training
+    tensors that autograd refuses. The quarter-turn tables are integers so that the turns stay
+    exact (cos(pi/2) in floating point is not 0).
+    """
+    with torch.inference_mode(False):
+        luma = torch.tensor(LUMA_WEIGHTS, device=device)
+        return _DeviceConstants(
+            quarter_turn_cos=torch.tensor([1.0, 0.0, -1.0, 0.0], device=device),
+            quarter_turn_sin=torch.tensor([0.0, 1.0, 0.0, -1.0], device=device),
+            luma=luma,
+            eye=torch.eye(3, device=device),
+            grey_projection=torch.ones(3, 1, device=device) @ luma.view(1, 3),
+            rgb_to_yiq=_RGB_TO_YIQ.to(device=device, dtype=torch.float32),
+            yiq_to_rgb=_YIQ_TO_RGB.to(device=device, dtype=torch.float32),
+        )

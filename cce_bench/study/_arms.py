@@ -88,11 +88,24 @@ def build_run_spec(
         seed=seed,
         train_parts=tuple(train_parts),
         eval_part=eval_part,
-        device=spec.train.device,
+        device=run_device(spec),
         threads=spec.resources.threads_per_run or spec.resources.cpus_per_run,
         precision=spec.train.precision,
         pretrained=_pretrained(spec.models.pretrained),
     )
+
+
+def run_device(spec: StudySpec) -> str:
+    """``train.device`` as each run sees it: ``auto`` is ``cpu`` when runs ask Ray for no GPU.
+
+    Ray narrows ``CUDA_VISIBLE_DEVICES`` only for a task it gives GPUs; a task that asked for
+    none sees every GPU of its node. On a GPU machine ``auto`` would then put a study planned
+    for CPUs on ``cuda:0``: every run on one card that Ray never counted, in bf16, with numbers
+    that no longer match the same study on a CPU machine.
+    """
+    if spec.train.device == "auto" and spec.resources.gpus_per_run == 0:
+        return "cpu"
+    return spec.train.device
 
 
 def _pretrained(value: bool | Any) -> bool | str:

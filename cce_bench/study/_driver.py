@@ -36,8 +36,10 @@ from cce_bench.study._executor import (
     Job,
     JobDone,
     Resources,
+    cap_in_flight,
     check_address,
     check_resources,
+    node_resources,
     start_ray,
     stop_ray,
 )
@@ -100,6 +102,8 @@ class DriverOptions:
     started: float | None = None
     #: The run records read (and repaired) at start; None reads them from the store.
     records: list[dict[str, Any]] | None = None
+    #: Runs in flight at once (``cap_in_flight``'s ``max_concurrent``); None reads the spec's.
+    slots: int | None = None
 
 
 # -- data ----------------------------------------------------------------------------------------
@@ -157,6 +161,8 @@ class StudyDriver:
         #: the first jobs finish; set by ``_drive`` once the probe has run.
         self.initial_eta_s: float | None = None
         self.submitted: dict[str, float] = {}
+        #: Runs in flight at once: ``max_concurrent``, capped at the cluster's GPU slots.
+        self.slots = spec.resources.max_concurrent if options.slots is None else options.slots
         self._turn = 0
 
     def _ref(self, arm: Arm) -> Any:
@@ -239,7 +245,7 @@ class StudyDriver:
             running = evaluator.in_flight() if evaluator is not None else 0
             progress = arm_progress(self.spec, arm, study, self.records, eval_running=running)
             arms.append(replace(progress, problem=self.problems.get(arm)))
-        slots = self.spec.resources.max_concurrent
+        slots = self.slots
         # The first job on each worker also pays its import of torch and timm (10-30 s on a
         # slow CPU), so finished jobs replace the probe's estimate only from the second round.
         measured = len(self.durations) >= 2 * slots or self.initial_eta_s is None
@@ -313,7 +319,10 @@ def run_study(
             _check_same_split(store, spec, manifest)
         if start_ray(address, worker_logs=worker_logs):
             stack.callback(stop_ray)
-        check_resources(run_resources(spec), device=spec.train.device)
+        nodes = node_resources()
+        check_resources(run_resources(spec), device=spec.train.device, nodes=nodes)
+        resources, capped = cap_in_flight(run_resources(spec), nodes)
+        notes = (*notes, capped) if capped else notes
         if not store.exists():
             stack.enter_context(folder_lock(store))
             backend = backend or open_study_storage(store, None)
@@ -321,8 +330,8 @@ def run_study(
         else:
             notes = (*notes, *_budget_notes(store, spec, records))
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        options = DriverOptions(phases, on_event, started, records)
-        return _drive(spec, store, backend, prepared, options, train_fn, notes)
+        options = DriverOptions(phases, on_event, started, records, resources.max_concurrent)
+        return _drive(spec, store, backend, prepared, resources, options, train_fn, notes)
 
 
 def _read_records(
@@ -392,6 +401,7 @@ def _drive(
     store: ResultsStore,
     storage: optuna.storages.BaseStorage,
     prepared: dict[int, Any],
+    resources: Resources,
     options: DriverOptions,
     train_fn: Callable[..., Any] | None,
     notes: tuple[str, ...],
@@ -403,7 +413,7 @@ def _drive(
             storage, spec, arm, study_name=store.optuna_study_name(arm.backbone, arm.loss)
         )
         mark_interrupted(studies[arm], "the driver stopped while it ran (killed or interrupted)")
-    executor = Executor(run_resources(spec), train_fn=train_fn)
+    executor = Executor(resources, train_fn=train_fn)
     # The images go to the object store once per size; every task gets the same reference.
     refs = {size: executor.put(data) for size, data in prepared.items()}
     driver = StudyDriver(spec, store, studies, refs, options)

@@ -39,6 +39,7 @@ RESULT_FIELDS = (
     "wall_time_s",
     "images_per_s",
     "peak_memory_mb",
+    "peak_reserved_mb",
     "device",
     "node",
     "versions",

@@ -14,6 +14,7 @@ stops when told to. The decision wait is what makes pruning exact rather than a 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import socket
@@ -237,6 +238,51 @@ def check_resources(
         )
 
 
+def max_calls(resources: Resources) -> int:
+    """Runs one Ray worker process may serve: 1 for GPU runs, unlimited (0) otherwise.
+
+    A worker that has used CUDA keeps its context on the card it first saw: Ray's new
+    ``CUDA_VISIBLE_DEVICES`` for a later task is ignored once CUDA has started, so reused
+    workers would pile runs onto one card while Ray counts them on others. Ray sets
+    ``max_calls=1`` for GPU tasks itself only when ``num_gpus`` is given to ``@ray.remote``,
+    not through ``.options()``, which is how the study's GPU share arrives. A fresh process also
+    lets a deterministic run set cuBLAS's workspace before cuBLAS starts. The cost is a worker
+    start (a few seconds of imports) per run, small beside a GPU run's minutes.
+    """
+    return 1 if resources.gpus_per_run > 0 else 0
+
+
+def gpu_slots(resources: Resources, nodes: list[dict[str, float]]) -> int | None:
+    """How many runs the cluster's GPUs hold at once (per node, GPUs // ``gpus_per_run``);
+    None when runs use no GPU."""
+    if resources.gpus_per_run <= 0:
+        return None
+    # A small tolerance: Ray stores fractions of a GPU in units of 1e-4.
+    return sum(int(node.get("GPU", 0.0) / resources.gpus_per_run + 1e-6) for node in nodes)
+
+
+def cap_in_flight(
+    resources: Resources, nodes: list[dict[str, float]]
+) -> tuple[Resources, str | None]:
+    """``resources`` with ``max_concurrent`` lowered to the cluster's GPU slots, and a line
+    saying so (None when nothing changed).
+
+    A trial submitted beyond the slots only waits in Ray's queue, and Optuna proposed it
+    without the results of the trials still running: the search learns less from the same
+    budget and finishes no sooner.
+    """
+    slots = gpu_slots(resources, nodes)
+    if slots is None or slots >= resources.max_concurrent:
+        return resources, None
+    gpus = sum(node.get("GPU", 0.0) for node in nodes)
+    note = (
+        f"running at most {slots} runs at once, not `resources.max_concurrent` = "
+        f"{resources.max_concurrent}: the cluster's {gpus:g} GPU{'s' * (gpus != 1)} hold "
+        f"{slots} runs of `resources.gpus_per_run` = {resources.gpus_per_run:g}"
+    )
+    return dataclasses.replace(resources, max_concurrent=max(slots, 1)), note
+
+
 def _probe_head(address: str) -> None:
     host, _, port = address.split("://")[-1].rpartition(":")  # also ray://HOST:PORT (Ray Client)
     if not host or not port.isdigit():
@@ -368,7 +414,7 @@ class Executor:
         self.resources = resources
         self.train_fn = train_fn
         self.channel = make_channel()
-        self._task = ray.remote(run_training_task)
+        self._task = ray.remote(max_calls=max_calls(resources))(run_training_task)
         self.inflight: dict[Any, Job] = {}
 
     def put(self, data: Any) -> Any:

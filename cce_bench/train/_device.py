@@ -20,6 +20,8 @@ import cce_bench
 from cce_bench.train._spec import RunSpecError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
     import torch
 
     from cce_bench.data.labeled import PreparedData
@@ -47,9 +49,18 @@ def set_backend_flags(device: torch.device, deterministic: bool) -> None:
     """Set, on every run, the global flags that decide which kernels run.
 
     cuDNN autotuning picks kernels by timing, so it is on only when determinism is not asked
-    for. ``deterministic`` also selects PyTorch's deterministic kernels (warning where none
-    exists) and cuBLAS's fixed workspace, which takes effect only if cuBLAS has not started yet
-    in this process (PyTorch's reproducibility notes). On CPU runs are deterministic anyway.
+    for. ``deterministic`` selects PyTorch's deterministic kernels and makes an operation that
+    has none raise instead of warning: a run that only warns would be recorded as reproducible
+    while it is not. cuBLAS needs a fixed workspace for that (``CUBLAS_WORKSPACE_CONFIG``),
+    read when cuBLAS starts in the process, so it is set here, before the model touches the
+    GPU; a study's GPU runs each get a fresh worker process (``execution``), so no earlier run
+    has started cuBLAS. The four paper backbones run no operation PyTorch lists as lacking a
+    deterministic CUDA kernel (checked on CPU by tests/test_gpu_readiness.py).
+
+    What it costs on a GPU: cuDNN then uses neither autotuning nor its fastest
+    nondeterministic convolution algorithms, and a few operations switch to slower
+    deterministic kernels; expect slower runs (PyTorch's reproducibility notes). On CPU runs
+    are deterministic anyway and these flags change nothing measurable.
     """
     import torch
 
@@ -57,17 +68,24 @@ def set_backend_flags(device: torch.device, deterministic: bool) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.backends.cudnn.benchmark = device.type == "cuda" and not deterministic
     torch.backends.cudnn.deterministic = deterministic
-    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    torch.use_deterministic_algorithms(deterministic, warn_only=False)
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """``auto``: bf16 on GPUs that have it (no loss scaling needed), else fp16; fp32 on CPU."""
+    """``auto``: bf16 on GPUs that compute in it natively (compute capability 8.0 and up: no
+    loss scaling needed), else fp16 with a gradient scaler; fp32 on CPU.
+
+    Cards before 8.0 (T4, RTX 20xx, V100) accept bf16 tensors but emulate its arithmetic, so
+    ``is_bf16_supported()`` says yes there; only ``including_emulation=False`` says whether
+    the card has the tensor-core path that makes bf16 worth using.
+    """
     import torch
 
     if precision == "auto":
         if device.type != "cuda":
             return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        native = torch.cuda.is_bf16_supported(including_emulation=False)
+        return torch.bfloat16 if native else torch.float16
     if precision == "fp16" and device.type != "cuda":
         raise RunSpecError("run setting precision = 'fp16' needs a CUDA device; use bf16 or fp32")
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
@@ -80,14 +98,41 @@ def memory_format(channels_last: bool) -> torch.memory_format:
     return torch.channels_last if channels_last else torch.contiguous_format
 
 
-def peak_memory_mb(device: torch.device) -> float:
-    """Peak CUDA allocation since the run started; on CPU the process's peak resident set,
-    which in a pooled worker includes earlier runs (Linux offers no per-interval peak)."""
+def reset_peak_memory(device: torch.device) -> None:
+    """Start counting a run's peak CUDA memory from now (nothing to do on CPU).
+
+    Called once the run's images are on the device, so that the upload's transient copies are
+    not counted as training memory.
+    """
     import torch
 
     if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory_mb(device: torch.device, data_bytes: int = 0) -> float:
+    """Peak CUDA allocation since ``reset_peak_memory``, less ``data_bytes`` (the images and
+    labels kept on the device), so that it measures what training needs (model, optimizer,
+    activations) and compares between runs whose data did or did not fit on the card.
+
+    On CPU the process's peak resident set, which in a pooled worker includes earlier runs
+    (Linux offers no per-interval peak).
+    """
+    import torch
+
+    if device.type == "cuda":
+        return (torch.cuda.max_memory_allocated(device) - data_bytes) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def peak_reserved_mb(device: torch.device) -> float | None:
+    """Peak CUDA memory held by PyTorch's caching allocator, data included: what the card must
+    have free for the run, which decides how many runs share one GPU. None on CPU."""
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.max_memory_reserved(device) / 2**20
+    return None
 
 
 def device_label(device: torch.device) -> str:
@@ -182,14 +227,46 @@ class PartOnDevice:
     def __len__(self) -> int:
         return len(self.indices)
 
+    @property
+    def device_bytes(self) -> int:
+        """Bytes this part keeps on a CUDA device (images when resident, and labels)."""
+        if self.device.type != "cuda":
+            return 0
+        held = self.labels.nbytes
+        return held + (self.resident.nbytes if self.resident is not None else 0)
+
     def batch(self, positions: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """uint8 ``[B, H, W, 3]`` images and int64 labels at ``positions`` within the part."""
+        return next(self.batches([positions]))
+
+    def batches(
+        self, positions: Sequence[np.ndarray]
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The images and labels of each array of ``positions`` (within the part), in order.
+
+        Every position goes to the device in one upload per call (an epoch's permutation, an
+        evaluation pass), pinned and non-blocking, and each batch indexes with a slice of it
+        already on the device. A per-batch upload from ordinary host memory would wait for all
+        the GPU work queued before it, at every training step.
+        """
         import torch
 
-        where = torch.from_numpy(positions).to(self.device)
+        flat = np.concatenate(positions) if len(positions) else np.zeros(0, np.int64)
+        where = torch.from_numpy(flat.astype(np.int64, copy=False))
+        if self.device.type == "cuda":
+            where = where.pin_memory()
+        where = where.to(self.device, non_blocking=True)
+        start = 0
+        for host in positions:
+            on_device, start = where[start : start + len(host)], start + len(host)
+            yield self._images(host, on_device), self.labels.index_select(0, on_device)
+
+    def _images(self, host: np.ndarray, on_device: torch.Tensor) -> torch.Tensor:
+        import torch
+
         if self.resident is not None:
-            return self.resident[where], self.labels[where]
-        images = torch.from_numpy(self.data.images[self.indices[positions]])
+            return self.resident.index_select(0, on_device)
+        images = torch.from_numpy(self.data.images[self.indices[host]])
         if self.device.type == "cuda":
             images = images.pin_memory().to(self.device, non_blocking=True)
-        return images, self.labels[where]
+        return images

@@ -34,6 +34,8 @@ from cce_bench.train._device import (
     library_versions,
     memory_format,
     peak_memory_mb,
+    peak_reserved_mb,
+    reset_peak_memory,
     resolve_device,
     set_backend_flags,
 )
@@ -74,6 +76,10 @@ def train_run(
         if not _run_epoch(trainer, epoch, progress, reporter):
             break
     has_predictions = len(progress.proba) > 0
+    # Read before the extra parts are uploaded and scored: those are not training memory.
+    data_bytes = trainer.train_feed.device_bytes + trainer.eval_feed.device_bytes
+    peak_mb = peak_memory_mb(trainer.device, data_bytes)
+    reserved_mb = peak_reserved_mb(trainer.device)
     extra_metrics, extra_predictions = (
         _score_extra_parts(trainer) if progress.outcome == "completed" else ({}, {})
     )
@@ -86,7 +92,8 @@ def train_run(
         proba=progress.proba,
         wall_time_s=time.perf_counter() - started,
         images_per_s=progress.images / progress.seconds if progress.seconds > 0 else 0.0,
-        peak_memory_mb=peak_memory_mb(trainer.device),
+        peak_memory_mb=peak_mb,
+        peak_reserved_mb=reserved_mb,
         device=device_label(trainer.device),
         versions=library_versions(trainer.device),
         node=socket.gethostname(),
@@ -251,11 +258,12 @@ class Trainer:
         model = create_backbone(spec.backbone, data.num_classes, pretrained=spec.pretrained)
         channels_last = spec.channels_last in ("auto", True)
         model = model.to(device, memory_format=memory_format(channels_last))
-        optimizer = _make_optimizer(spec, model)
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
+        optimizer = _make_optimizer(spec, model, device)
         dtype = autocast_dtype(spec.precision, device)
         mean, std = backbone_normalization(spec.backbone)
+        train_feed = PartOnDevice(data, train_idx, device)
+        eval_feed = PartOnDevice(data, eval_idx, device)
+        reset_peak_memory(device)  # after the upload: the images are not training memory
         return cls(
             spec=spec,
             data=data,
@@ -269,8 +277,8 @@ class Trainer:
                 optimizer, spec, steps_per_epoch(len(train_idx), spec.batch_size)
             ),
             scaler=torch.amp.GradScaler("cuda") if dtype == torch.float16 else None,
-            train_feed=PartOnDevice(data, train_idx, device),
-            eval_feed=PartOnDevice(data, eval_idx, device),
+            train_feed=train_feed,
+            eval_feed=eval_feed,
             eval_idx=eval_idx,
             mean=mean,
             std=std,
@@ -302,8 +310,8 @@ class Trainer:
         losses: list[torch.Tensor] = []
         diverged_at, images = None, 0
         started = time.perf_counter()
-        for positions in epoch_batches(len(self.train_feed), self.spec.batch_size, self.order_rng):
-            raw, target = self.train_feed.batch(positions)
+        batches = epoch_batches(len(self.train_feed), self.spec.batch_size, self.order_rng)
+        for positions, (raw, target) in zip(batches, self.train_feed.batches(batches), strict=True):
             x = augment_batch(
                 raw,
                 policy=self.spec.augment_policy,
@@ -351,16 +359,16 @@ class Trainer:
         feed = self.eval_feed if feed is None else feed
         self.model.eval()
         chunks, nll_sum = [], torch.zeros((), device=self.device)
-        positions = np.arange(len(feed))
+        size = 2 * self.spec.batch_size
+        spans = [np.arange(i, min(i + size, len(feed))) for i in range(0, len(feed), size)]
         with torch.inference_mode():
-            for start in range(0, len(positions), 2 * self.spec.batch_size):
-                raw, target = feed.batch(positions[start : start + 2 * self.spec.batch_size])
+            for raw, target in feed.batches(spans):
                 with self._autocast():
                     logits = self.model(self._inputs(to_float(raw))).float()
                 nll_sum += F.cross_entropy(logits, target, reduction="sum")
                 chunks.append(logits.softmax(dim=1))
         proba = torch.cat(chunks).cpu().numpy().astype(np.float32)
-        return proba, float(nll_sum) / max(len(positions), 1)
+        return proba, float(nll_sum) / max(len(feed), 1)
 
 
 def _first_non_finite_step(recent: list[torch.Tensor], next_step: int) -> int | None:
@@ -373,19 +381,26 @@ def _first_non_finite_step(recent: list[torch.Tensor], next_step: int) -> int | 
     return None if len(bad) == 0 else next_step - len(recent) + int(bad[0])
 
 
-def _make_optimizer(spec: RunSpec, model: torch.nn.Module) -> torch.optim.Optimizer:
+def _make_optimizer(
+    spec: RunSpec, model: torch.nn.Module, device: torch.device
+) -> torch.optim.Optimizer:
     """AdamW, or SGD with Nesterov momentum 0.9; no weight decay on norms and biases.
 
     Excluding 1-d parameters from decay follows timm's ``param_groups_weight_decay`` (decaying a
-    BatchNorm scale only fights the normalisation).
+    BatchNorm scale only fights the normalisation). On CUDA both are the fused kernels: one
+    launch per step instead of a few per parameter group, and, under fp16, ``GradScaler``
+    hands them its inf check as a device tensor instead of reading it back to decide whether
+    to step, which would wait for the GPU at every step. CPU runs keep the default kernels,
+    so their numbers do not change.
     """
     import torch
     from timm.optim import param_groups_weight_decay
 
     groups = param_groups_weight_decay(model, spec.weight_decay)
+    fused = True if device.type == "cuda" else None
     if spec.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=spec.lr, momentum=0.9, nesterov=True)
-    return torch.optim.AdamW(groups, lr=spec.lr)
+        return torch.optim.SGD(groups, lr=spec.lr, momentum=0.9, nesterov=True, fused=fused)
+    return torch.optim.AdamW(groups, lr=spec.lr, fused=fused)
 
 
 def _warmup_cosine(optimizer: torch.optim.Optimizer, spec: RunSpec, steps_per_epoch: int) -> Any:

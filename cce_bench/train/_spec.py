@@ -155,7 +155,9 @@ class RunResult:
     nothing meaningful). ``proba`` holds float32 softmax probabilities, one row per image of the
     evaluated part, aligned with ``image_ids`` and ``y_true``. ``images_per_s`` counts training
     images over training time only (evaluation excluded); ``peak_memory_mb`` is CUDA's peak
-    allocation on a GPU, else the process's peak resident set (``ru_maxrss``).
+    allocation on a GPU less the images and labels kept there (what training needs), else the
+    process's peak resident set (``ru_maxrss``); ``peak_reserved_mb`` is the caching
+    allocator's peak on a GPU, data included (what the card must have free), else None.
     ``extra_metrics`` and ``extra_predictions`` (``image_ids``, ``y_true``, ``proba``) hold, per
     part of ``spec.extra_eval_parts``, the final model's scores; empty unless the run completed.
     """
@@ -176,6 +178,7 @@ class RunResult:
     spec: RunSpec | None = None
     extra_metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
     extra_predictions: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    peak_reserved_mb: float | None = None
 
     def to_record(self) -> dict[str, Any]:
         """The JSON-able part of the result (no per-sample arrays), for ``runs.jsonl``."""
@@ -187,6 +190,7 @@ class RunResult:
             "wall_time_s": self.wall_time_s,
             "images_per_s": self.images_per_s,
             "peak_memory_mb": self.peak_memory_mb,
+            "peak_reserved_mb": self.peak_reserved_mb,
             "device": self.device,
             "versions": self.versions,
             "node": self.node,
