@@ -88,7 +88,10 @@ def test_unknown_option_is_a_usage_error_with_exit_2():
 
 def test_python_dash_m_runs_the_same_cli():
     result = subprocess.run(
-        [sys.executable, "-m", "cce_bench", "--version"], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "cce_bench", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD_S,
     )
     assert result.returncode == 0
     assert __version__ in result.stdout
