@@ -26,6 +26,7 @@ from optuna.trial import TrialState
 from studies_for_tests import arm_trials, write_study
 
 from cce_bench.cli import main
+from cce_bench.cli._console import EXIT_NOTHING_COMPLETED
 from cce_bench.config import load_study
 from cce_bench.errors import ClusterError
 from cce_bench.study import run_study
@@ -248,7 +249,7 @@ def test_a_study_whose_every_trial_diverged_finishes_every_arm_and_says_why(dive
         ("cce_tau", "failed"): 1,
     }
     assert all("no complete tuning trial" in r["error"] for r in records)
-    assert code == 1  # it ran, but nothing completed: not a success
+    assert code == EXIT_NOTHING_COMPLETED  # it ran, but nothing completed: not a success
     assert re.search(r"the first failure: resnet10t/\w+ trial \d+: diverged at step \d+", output)
 
 
