@@ -189,7 +189,7 @@ def test_a_study_whose_every_trial_failed_reports_the_first_cause(spec, storage)
     tuner = ArmTuner(open_arm_study(storage, spec, arm, study_name="t/a/ce"), spec, arm, None)
     for error in ("RuntimeError: CUDA out of memory", "RuntimeError: boom"):
         tuner.on_done(JobDone(tuner.next_job(), error=error))
-    cause = first_failure({arm: tuner.study}, records=[])
+    cause = first_failure({arm: [tuner.study]}, records=[])
     assert cause == "resnet10t/ce trial 0: RuntimeError: CUDA out of memory"
 
 
@@ -198,7 +198,7 @@ def test_one_completed_trial_means_the_study_did_not_fail(spec, storage):
     tuner = ArmTuner(open_arm_study(storage, spec, arm, study_name="t/a/ce"), spec, arm, None)
     tuner.on_done(JobDone(tuner.next_job(), error="RuntimeError: boom"))
     tuner.on_done(JobDone(tuner.next_job(), result=_result()))
-    assert first_failure({arm: tuner.study}, records=[]) is None
+    assert first_failure({arm: [tuner.study]}, records=[]) is None
 
 
 def test_epoch_reports_reach_the_study_and_the_pruner_decides(spec, storage):

@@ -426,6 +426,16 @@ CASES: dict[str, Case] = {
         "is 1 pp), got 1.0",
         ("[evaluate]", ANALYSIS.format("margin = 1")),
     ),
+    "study-max-seeds-without-anytime": study_case(
+        "`evaluate.max_seeds` = 10 is set, but `evaluate.stopping` is 'fixed', which runs "
+        'exactly `seeds`; set stopping = "anytime"',
+        ("seeds = 1", "seeds = 1\nmax_seeds = 10"),
+    ),
+    "study-max-seeds-below-seeds": study_case(
+        "`evaluate.max_seeds` = 2 is below `evaluate.seeds` = 3, the first look; set "
+        "max_seeds >= 3",
+        ("seeds = 1", 'seeds = 3\nstopping = "anytime"\nmax_seeds = 2'),
+    ),
     "study-alpha-out-of-range": study_case(
         "`analysis.alpha` must be in (0.0, 0.5)", ("[evaluate]", ANALYSIS.format("alpha = 5"))
     ),
@@ -679,7 +689,8 @@ CASES: dict[str, Case] = {
     "results-study-changed": Case(
         RUN,
         "results/tiny holds results of a different study (train.epochs: 2 -> 1); only "
-        "tune.n_trials, evaluate.seeds, data.path and [resources] may change; pass --fresh",
+        "tune.n_trials, evaluate.seeds, evaluate.max_seeds, data.path and [resources] may "
+        "change; pass --fresh",
         {
             "study.toml": STUDY,
             "results/tiny/study.toml": stored_study(("^epochs = 1$", "epochs = 2")),

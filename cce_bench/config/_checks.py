@@ -75,6 +75,7 @@ class _StudyChecks:
         self.losses(spec.losses)
         self.train(spec.train)
         self.tune(spec)
+        self.evaluate(spec)
         self.analysis(spec)
         return dataclasses.replace(spec, resources=self.resources(spec))
 
@@ -273,6 +274,26 @@ class _StudyChecks:
                     f"{', '.join(takers) or 'no registered loss'}); remove the range or add "
                     "such an arm",
                 )
+
+    # -- [evaluate] ----------------------------------------------------------------------------
+    def evaluate(self, spec: StudySpec) -> None:
+        """``max_seeds`` belongs to the anytime design and never falls below the first look."""
+        evaluate = spec.evaluate
+        if evaluate.max_seeds is None:
+            return
+        if evaluate.stopping != "anytime":
+            raise self.fail(
+                "evaluate.max_seeds",
+                f"`evaluate.max_seeds` = {evaluate.max_seeds} is set, but `evaluate.stopping` "
+                f"is {evaluate.stopping!r}, which runs exactly `seeds`; set "
+                'stopping = "anytime" to add seeds until the answer is in, or remove max_seeds',
+            )
+        if evaluate.max_seeds < evaluate.seeds:
+            raise self.fail(
+                "evaluate.max_seeds",
+                f"`evaluate.max_seeds` = {evaluate.max_seeds} is below `evaluate.seeds` = "
+                f"{evaluate.seeds}, the first look; set max_seeds >= {evaluate.seeds}",
+            )
 
     # -- [analysis] ----------------------------------------------------------------------------
     def analysis(self, spec: StudySpec) -> None:

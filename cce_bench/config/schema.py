@@ -9,10 +9,11 @@ registry (losses, sources, backbones, metrics) or span several keys live in
 :mod:`cce_bench.config`, which is also where a study is loaded.
 
 A study that has results may change only what does not change what it computes or how it is
-judged: its budgets (``tune.n_trials``, ``evaluate.seeds``: raising them extends it, and the
-results folder logs each change) and where its images are and how its runs are placed
-(``PLACEMENT_KEYS``). The fingerprint and ``diff_studies`` leave exactly those out; the
-analysis plan (``[analysis]``) is in both, so it cannot be changed once results exist.
+judged: its budgets (``tune.n_trials``, ``evaluate.seeds``, ``evaluate.max_seeds``: raising
+them extends it, and the results folder logs each change) and where its images are and how
+its runs are placed (``PLACEMENT_KEYS``). The fingerprint and ``diff_studies`` leave exactly
+those out; the analysis plan (``[analysis]``) is in both, so it cannot be changed once results
+exist.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from cce_bench.models import resolve_backbone
 
 #: Keys that may change between runs of one study: raising them extends it with more trials or
 #: seeds, and every finished trial and run still counts.
-BUDGET_KEYS: tuple[str, ...] = ("tune.n_trials", "evaluate.seeds")
+BUDGET_KEYS: tuple[str, ...] = ("tune.n_trials", "evaluate.seeds", "evaluate.max_seeds")
 
 #: Keys (a bare name: the whole table) that say where the images are and how runs are placed,
 #: not what is computed, so they may change between runs of one study. ``data.path`` is an
@@ -38,6 +39,9 @@ BUDGET_KEYS: tuple[str, ...] = ("tune.n_trials", "evaluate.seeds")
 #: retries, threads) decides speed; a run's spec carries no resource but its thread count,
 #: which at most moves the last bits of a float sum on CPU, not a conclusion.
 PLACEMENT_KEYS: tuple[str, ...] = ("data.path", "resources")
+
+#: ``evaluate.stopping``: a fixed number of seeds, or seeds added until the answer is in.
+STOPPING_RULES: tuple[str, ...] = ("fixed", "anytime")
 
 Range = tuple[float, float]
 
@@ -206,6 +210,10 @@ class TuneSpec(Table):
     metric: str = "balanced_accuracy"
     pruner: str = field(default="median", metadata=limits(choices=("none", "median", "hyperband")))
     sampler_seed: int = field(default=0, metadata=limits(ge=0))
+    #: Independent tunings per arm (sampler and training seed ``sampler_seed + r``, the full
+    #: budget each); evaluation seed i uses replicate i mod R's best setting, so the paired
+    #: differences carry tuning's randomness too. 1 (the default) costs 1x the tuning budget.
+    replicates: int = field(default=1, metadata=limits(ge=1))
     space: SearchSpace = field(default_factory=SearchSpace)
 
     @property
@@ -218,15 +226,39 @@ class TuneSpec(Table):
 
 @dataclass(frozen=True)
 class EvaluateSpec(Table):
-    """``[evaluate]``: paired seeds ``first_seed .. first_seed + seeds - 1`` per arm."""
+    """``[evaluate]``: paired seeds ``first_seed, first_seed + 1, ...`` per arm, and when to stop.
+
+    ``stopping = "fixed"`` runs exactly ``seeds`` seeds and judges them with the fixed-n tests.
+    ``stopping = "anytime"`` makes ``seeds`` the first look: after every further paired seed
+    (every arm of a backbone done with it) the anytime-valid test of each confirmatory
+    comparison is read, and a backbone stops adding seeds once each of its comparisons has a
+    verdict, or at ``max_seeds``. Its verdicts come from e-values and confidence sequences,
+    which keep the family-wise error at most ``analysis.alpha`` under any pattern of looks,
+    stops and extensions (``cce_bench.sequential``).
+    """
 
     seeds: int = field(default=5, metadata=limits(ge=1))
     first_seed: int = field(default=0, metadata=limits(ge=0))
+    stopping: str = field(
+        default="fixed",
+        metadata=limits(
+            choices=STOPPING_RULES, why="fixed: exactly `seeds`; anytime: seeds up to max_seeds"
+        ),
+    )
+    #: The most seeds ``stopping = "anytime"`` may run per backbone; unset means ``seeds``.
+    max_seeds: int | None = field(default=None, metadata=limits(ge=1))
 
     @property
     def seed_range(self) -> range:
-        """The paired seeds, in order; raising ``seeds`` only appends new ones."""
+        """The paired seeds of the first look, in order; raising ``seeds`` only appends."""
         return range(self.first_seed, self.first_seed + self.seeds)
+
+    @property
+    def seed_cap(self) -> int:
+        """The most seeds a backbone may run: ``seeds``, or ``max_seeds`` under "anytime"."""
+        if self.stopping == "anytime" and self.max_seeds is not None:
+            return max(self.max_seeds, self.seeds)
+        return self.seeds
 
 
 @dataclass(frozen=True)

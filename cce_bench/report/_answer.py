@@ -77,6 +77,15 @@ def plan_section(results: StudyResults, plan: AnalysisPlan, *, stated: bool) -> 
             "(classes with test images)/C: shown, but functions of metrics that are tested",
         ),
     ]
+    if results.spec.evaluate.stopping == "anytime":
+        rows[1:3], rows[4] = (
+            _anytime_rows(results, plan, comparisons),
+            (
+                "Intervals",
+                f"confidence sequences at level 1 − α/{plan.size}: each covers its true difference "
+                "at every look at once, so it may be read wherever the study stopped",
+            ),
+        )
     where = (
         "Fixed in the study file (`[analysis]`) before any run"
         if stated
@@ -92,6 +101,32 @@ def plan_section(results: StudyResults, plan: AnalysisPlan, *, stated: bool) -> 
             markdown_table(pd.DataFrame(rows, columns=["", "Plan"])),
         ]
     )
+
+
+def _anytime_rows(
+    results: StudyResults, plan: AnalysisPlan, comparisons: str
+) -> list[tuple[str, str]]:
+    """The plan's family and verdict rows under ``evaluate.stopping = "anytime"``."""
+    evaluate, base = results.spec.evaluate, results.arm_labels[results.baseline]
+    threshold = plan.size / plan.alpha
+    return [
+        (
+            "Confirmatory family",
+            f"{len(plan.backbones)} backbones ({', '.join(plan.backbones)}) × "
+            f"{len(plan.compared)} comparisons ({comparisons}) = {plan.size} anytime-valid "
+            f"paired t-tests (safe t e-values), each at α/{plan.size}, looked at after "
+            f"{evaluate.seeds} seeds and after every further one up to {evaluate.seed_cap}; "
+            "only this family decides the Answer",
+        ),
+        (
+            "Verdicts",
+            f'at the first look where the e-value reaches m/α = {threshold:g}: "<arm> better" '
+            f'or "{base} better"; or where the confidence sequence lies inside ±margin: '
+            f'"equivalent within {margin_text(plan)}"; a comparison still open at '
+            '`max_seeds` is "inconclusive". A backbone stops adding seeds when all of its '
+            "comparisons are decided",
+        ),
+    ]
 
 
 def answer_section(results: StudyResults, plan: AnalysisPlan, frame: pd.DataFrame) -> str:
@@ -162,7 +197,12 @@ def confirmatory_display(frame: pd.DataFrame, plan: AnalysisPlan, arm_labels) ->
         }
         for row in confirmatory(frame).itertuples()
     ]
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    if "fixed_n_verdict" in frame:  # the anytime design: its verdict, then the fixed-n one
+        shown = confirmatory(frame)
+        table["Fixed-n verdict (not the verdict)"] = list(shown["fixed_n_verdict"])
+        table["e-value"] = [f"{value:.3g}" for value in shown["e_value"]]
+    return table
 
 
 def confirmatory_section(
@@ -170,9 +210,15 @@ def confirmatory_section(
 ) -> str:
     """The confirmatory family in full, how seeds were paired, and what each interval answers."""
     level, margin = fmt_level(plan.level), margin_text(plan)
-    lines = [
-        "## Confirmatory family",
-        "",
+    lines = ["## Confirmatory family", ""]
+    if "fixed_n_verdict" in frame:
+        lines += [
+            "Seeds were added look by look (the anytime design), so the fixed-n tests below "
+            "are **not the verdict**: they read the same seeds as if their number had been "
+            "fixed in advance, and are shown beside the anytime verdict for comparison.",
+            "",
+        ]
+    lines += [
         *_pairing_notes(results),
         "",
         f"The split is fixed (split_seed {results.spec.data.split_seed}) and only the training "
@@ -232,8 +278,19 @@ def _pairing_notes(results: StudyResults) -> list[str]:
 def looks_section(results: StudyResults, changes: list[dict[str, Any]]) -> str:
     """Every budget change after the study started: each raise is another look at the data."""
     lines = ["## Looks at the data", ""]
+    evaluate = results.spec.evaluate
+    if evaluate.stopping == "anytime":
+        lines += [
+            f"The anytime design looked after {evaluate.seeds} seeds and after every seed "
+            "since; its verdicts hold under those looks and under any raise of "
+            "`evaluate.max_seeds` (listed below if there was one). The fixed-n tests do not.",
+            "",
+        ]
+    if not changes and evaluate.stopping == "anytime":
+        lines.append("No budget changed after the study started.")
+        return "\n".join(lines)
     if not changes:
-        tune, evaluate = results.spec.tune, results.spec.evaluate
+        tune = results.spec.tune
         lines.append(
             f"None: the study ran with the budgets it started with (`tune.n_trials` = "
             f"{tune.n_trials}, `evaluate.seeds` = {evaluate.seeds}), so every test above is "
@@ -254,10 +311,14 @@ def looks_section(results: StudyResults, changes: list[dict[str, Any]]) -> str:
             if runs
             else "before any evaluation run completed (no test result could have been read)"
         )
-        direction = "raised" if change["to"] > change["from"] else "lowered"
+        before, after = change["from"], change["to"]
+        if before is None or after is None:  # an optional budget set or unset
+            direction = "set" if before is None else "unset"
+        else:
+            direction = "raised" if after > before else "lowered"
         when = str(change["at"]).replace("T", " ").replace("+00:00", " UTC")
+        shown = ["unset" if value is None else value for value in (before, after)]
         lines.append(
-            f"- {when}: `{change['key']}` {direction} from {change['from']} to "
-            f"{change['to']}, {seen}."
+            f"- {when}: `{change['key']}` {direction} from {shown[0]} to {shown[1]}, {seen}."
         )
     return "\n".join(lines)

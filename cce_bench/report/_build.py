@@ -68,6 +68,15 @@ from cce_bench.report._sections import (
     title_section,
     tuning_section,
 )
+from cce_bench.report._sequential import (
+    SequentialComparison,
+    answer_lines,
+    apply_sequential_verdicts,
+    is_anytime,
+    sequence_plot,
+    sequential_comparisons,
+    sequential_section,
+)
 from cce_bench.report._tables import (
     mcnemar_frame,
     metric_scale,
@@ -123,10 +132,19 @@ def build_report(results_dir: Path | str) -> Path:
     _write_csv(summary_frame(results.runs), root / "summary.csv")
     _write_csv(answer.comparisons, root / "stats.csv")
     plan, comparisons = answer.plan, answer.comparisons
+    if answer.sequential is not None:
+        figures.append(
+            sequence_plot(results, plan, answer.sequential, root / FIGURES_DIR / "sequence.png")
+        )
+        answer_text = "\n".join(answer_lines(results, plan, answer.sequential))
+        design_text = sequential_section(results, plan, answer.sequential)
+    else:
+        answer_text, design_text = answer_section(results, plan, comparisons), ""
     sections = [
         title_section(results),
         plan_section(results, plan, stated="analysis" in results.store.study_dict()),
-        answer_section(results, plan, comparisons),
+        answer_text,
+        design_text,
         study_section(results, _header_facts(results, tunings)),
         looks_section(results, budget_changes(results.store)),
         completeness_section(results),
@@ -154,6 +172,8 @@ class Judgement:
     plan: AnalysisPlan
     sampling: SamplingVariance
     comparisons: pd.DataFrame
+    #: The anytime design's comparisons (their verdicts are the Answer's), or None (fixed).
+    sequential: list[SequentialComparison] | None = None
 
 
 def judge(results: StudyResults) -> Judgement:
@@ -178,7 +198,10 @@ def judge(results: StudyResults) -> Judgement:
         arm_labels=results.arm_labels,
         test_se=sampling.se,
     )
-    return Judgement(plan, sampling, comparisons)
+    if not is_anytime(results):
+        return Judgement(plan, sampling, comparisons)
+    sequential = sequential_comparisons(results, plan)
+    return Judgement(plan, sampling, apply_sequential_verdicts(comparisons, sequential), sequential)
 
 
 def significance_table(results_dir: Path | str) -> pd.DataFrame:

@@ -118,9 +118,21 @@ def _split_line(data: DataSpec) -> str:
 
 
 def _tuning_line(tune: TuneSpec) -> str:
-    return (
+    """The tuning budget, and what the design makes the differences cover."""
+    line = (
         f"{tune.n_trials} trials per arm on validation "
         f"{METRIC_LABELS[tune.metric].lower()}, pruner `{tune.pruner}`"
+    )
+    if tune.replicates == 1:
+        return (
+            f"{line}; one tuning per arm, so the paired differences are conditional on the "
+            "settings it found (tuning's own randomness is not in them)"
+        )
+    return (
+        f"{line}, {tune.replicates} independent replicates (sampler and training seed "
+        f"sampler_seed + r, {tune.replicates}x the tuning budget); evaluation seed i uses "
+        f"replicate i mod {tune.replicates}'s best setting, so the paired differences include "
+        "tuning's randomness (the Tuning section shows replicate 0)"
     )
 
 

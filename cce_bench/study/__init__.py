@@ -16,6 +16,7 @@ from cce_bench.study._driver import (
     run_study,
 )
 from cce_bench.study._progress import ArmProgress, StudyProgress, format_duration, study_status
+from cce_bench.study._seeds import comparison_path, family_size, released_seeds
 
 __all__ = [
     "Arm",
@@ -24,8 +25,11 @@ __all__ = [
     "StudyOutcome",
     "StudyProgress",
     "check_tuning_split",
+    "comparison_path",
+    "family_size",
     "format_duration",
     "load_study_data",
+    "released_seeds",
     "run_study",
     "serve_dashboard",
     "study_status",

@@ -35,6 +35,16 @@ def study_arms(spec: StudySpec) -> list[Arm]:
     return [Arm(backbone, loss) for backbone in spec.models.backbones for loss in spec.losses.arms]
 
 
+def tuning_replicate(spec: StudySpec, seed: int) -> int:
+    """Which tuning replicate's best setting evaluation seed ``seed`` uses: i mod R.
+
+    With ``tune.replicates`` R > 1 each arm is tuned R times independently; spreading the seeds
+    over the replicates puts the randomness of tuning inside the paired differences
+    (Bouthillier et al. 2021, "Accounting for variance in machine learning benchmarks").
+    """
+    return (int(seed) - spec.evaluate.first_seed) % spec.tune.replicates
+
+
 class JobSource(Protocol):
     """One arm's tuner or evaluator, as the driver loop uses it.
 

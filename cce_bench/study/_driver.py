@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from cce_bench.data.pipeline import load_run_data, split_differences
 from cce_bench.errors import ResultsError
-from cce_bench.study._arms import Arm, JobSource, study_arms
+from cce_bench.study._arms import Arm, JobSource, study_arms, tuning_replicate
 from cce_bench.study._estimate import estimate_remaining
 from cce_bench.study._evaluation import (
     ArmEvaluator,
@@ -49,6 +49,7 @@ from cce_bench.study._progress import (
     estimate_eta,
     first_failure,
 )
+from cce_bench.study._seeds import SeedSchedule
 from cce_bench.study._tuning import (
     ArmTuner,
     ArmWithoutTrialError,
@@ -143,17 +144,28 @@ class StudyDriver:
         self,
         spec: StudySpec,
         store: ResultsStore,
-        studies: dict[Arm, optuna.Study],
+        studies: dict[Arm, list[optuna.Study]],
         data_refs: dict[int, Any],
         options: DriverOptions = DriverOptions(),
     ) -> None:
         self.spec, self.store, self.studies, self.data_refs = spec, store, studies, data_refs
         self.phases, self.on_event = options.phases, options.on_event
         self.records = store.read_runs() if options.records is None else options.records
+        #: Per arm, one tuner per tuning replicate (``tune.replicates``), replicate 0 first.
         self.tuners = {
-            arm: ArmTuner(study, spec, arm, self._ref(arm)) for arm, study in studies.items()
+            arm: [
+                ArmTuner(study, spec, arm, self._ref(arm), replicate)
+                for replicate, study in enumerate(arm_studies)
+            ]
+            for arm, arm_studies in studies.items()
         }
         self.evaluators: dict[Arm, ArmEvaluator] = {}
+        #: Per backbone, the paired seeds its arms may run (``evaluate.stopping``).
+        self.schedules = {
+            backbone: SeedSchedule(spec, backbone, lambda: self.records)
+            for backbone in spec.models.backbones
+        }
+        self.stops_told: set[str] = set()
         self.problems: dict[Arm, str] = {}
         self.started = time.monotonic() if options.started is None else options.started
         self.durations: list[float] = []
@@ -171,9 +183,10 @@ class StudyDriver:
     def sources(self) -> list[JobSource]:
         """Every arm's current source of jobs, in a fixed order (tuner, then evaluator)."""
         found: list[JobSource] = []
-        for arm, tuner in self.tuners.items():
-            if "tune" in self.phases and not tuner.finished:
-                found.append(tuner)
+        for arm, tuners in self.tuners.items():
+            tuning = [tuner for tuner in tuners if not tuner.finished]
+            if "tune" in self.phases and tuning:
+                found.extend(tuning)
             elif "evaluate" in self.phases and arm not in self.problems:
                 evaluator = self.evaluators.get(arm) or self._start_evaluation(arm)
                 if evaluator is not None:
@@ -182,10 +195,11 @@ class StudyDriver:
 
     def _start_evaluation(self, arm: Arm) -> ArmEvaluator | None:
         try:
-            params = best_params(self.studies[arm], arm)
+            params = [best_params(study, arm) for study in self.studies[arm]]
         except ArmWithoutTrialError as error:
             # Recorded (as failed seeds) so the report lists the arm instead of dropping it.
             self.problems[arm] = str(error)
+            self.schedules[arm.backbone].exclude(arm.loss)
             for record in unevaluated_records(self.spec, arm, str(error), self.records):
                 self.records.append(self.store.append_run(record))
             self.emit(f"{arm.label}: {error}")
@@ -193,11 +207,20 @@ class StudyDriver:
         # Seeds count as done only with today's best setting: a study whose tuning was extended
         # after evaluation re-evaluates every seed with the new best (later records win).
         mine = [r for r in self.records if (r.get("backbone"), r.get("arm")) == astuple(arm)]
-        done = completed_keys(r for r in mine if r.get("params") == params)
+        current = (
+            r for r in mine if r.get("params") == params[tuning_replicate(self.spec, r["seed"])]
+        )
+        done = completed_keys(current)
         if completed_keys(mine) - done:
             self.emit(f"{arm.label}: best setting changed since its seeds ran; re-evaluating")
         self.evaluators[arm] = ArmEvaluator(
-            self.spec, arm, params, self.store, self._ref(arm), done_keys=done
+            self.spec,
+            arm,
+            params,
+            self.store,
+            self._ref(arm),
+            done_keys=done,
+            schedule=self.schedules[arm.backbone],
         )
         return self.evaluators[arm]
 
@@ -212,7 +235,15 @@ class StudyDriver:
                 self.submitted[job.key] = time.monotonic()
                 self.emit(f"started {job.key}")
                 return job
+        self._tell_stops()
         return None
+
+    def _tell_stops(self) -> None:
+        """Say once per backbone why the anytime design stopped adding seeds to it."""
+        for backbone, schedule in self.schedules.items():
+            if schedule.stop_reason and backbone not in self.stops_told:
+                self.stops_told.add(backbone)
+                self.emit(schedule.stop_reason)
 
     def on_report(self, job: Job, epoch: int, value: float) -> bool:
         prune = _source_of(job).on_report(job, epoch, value)
@@ -231,7 +262,8 @@ class StudyDriver:
     def interrupt(self, executor: Executor) -> None:
         """Ctrl-C: cancel the tasks, record the trials as interrupted, append no partial run."""
         executor.cancel_all()
-        for source in [*self.tuners.values(), *self.evaluators.values()]:
+        tuners = [tuner for arm_tuners in self.tuners.values() for tuner in arm_tuners]
+        for source in [*tuners, *self.evaluators.values()]:
             source.abandon_running("interrupted by the user (Ctrl-C)")
 
     def emit(self, event: str) -> None:
@@ -240,10 +272,10 @@ class StudyDriver:
 
     def progress(self, event: str = "") -> StudyProgress:
         arms = []
-        for arm, study in self.studies.items():
+        for arm, arm_studies in self.studies.items():
             evaluator = self.evaluators.get(arm)
             running = evaluator.in_flight() if evaluator is not None else 0
-            progress = arm_progress(self.spec, arm, study, self.records, eval_running=running)
+            progress = arm_progress(self.spec, arm, arm_studies, self.records, eval_running=running)
             arms.append(replace(progress, problem=self.problems.get(arm)))
         slots = self.slots
         # The first job on each worker also pays its import of torch and timm (10-30 s on a
@@ -407,12 +439,15 @@ def _drive(
     notes: tuple[str, ...],
 ) -> StudyOutcome:
     """Open every arm's study, put the data in the object store, and run the driver loop."""
-    studies = {}
+    studies: dict[Arm, list[optuna.Study]] = {}
     for arm in study_arms(spec):
-        studies[arm] = open_arm_study(
-            storage, spec, arm, study_name=store.optuna_study_name(arm.backbone, arm.loss)
-        )
-        mark_interrupted(studies[arm], "the driver stopped while it ran (killed or interrupted)")
+        names = store.optuna_study_names(spec, arm.backbone, arm.loss)
+        studies[arm] = [
+            open_arm_study(storage, spec, arm, study_name=name, replicate=replicate)
+            for replicate, name in enumerate(names)
+        ]
+        for study in studies[arm]:
+            mark_interrupted(study, "the driver stopped while it ran (killed or interrupted)")
     executor = Executor(resources, train_fn=train_fn)
     # The images go to the object store once per size; every task gets the same reference.
     refs = {size: executor.put(data) for size, data in prepared.items()}
@@ -428,7 +463,12 @@ def _drive(
     except KeyboardInterrupt:
         driver.interrupt(executor)
         raise
-    best = {a.label: s.best_params for a, s in studies.items() if has_complete_trial(s)}
+    best = {
+        a.label + (f"/r{r}" if r else ""): s.best_params
+        for a, arm_studies in studies.items()
+        for r, s in enumerate(arm_studies)
+        if has_complete_trial(s)
+    }
     return StudyOutcome(
         results_dir=store.root,
         progress=driver.progress("done"),
@@ -463,7 +503,12 @@ def check_tuning_split(results_dir: Path | str, *, storage: str | None = None) -
     backend = open_existing_storage(storage or store.storage_url)
     if backend is None:
         return []
-    mine = {store.optuna_study_name(a.backbone, a.loss) for a in study_arms(store.study())}
+    spec = store.study()
+    mine = {
+        name
+        for a in study_arms(spec)
+        for name in store.optuna_study_names(spec, a.backbone, a.loss)
+    }
     specs = []
     for summary in backend.get_all_studies():
         if summary.study_name not in mine:

@@ -17,8 +17,9 @@ import numpy as np
 from cce_bench.data.labeled import PreparedData
 from cce_bench.data.prepare import prepare_data
 from cce_bench.data.sources import load_source
-from cce_bench.study._arms import Arm, build_run_spec
+from cce_bench.study._arms import Arm, build_run_spec, tuning_replicate
 from cce_bench.study._executor import Job
+from cce_bench.study._seeds import SeedSchedule
 from cce_bench.study.store import ResultsStore, latest_records
 
 if TYPE_CHECKING:
@@ -49,7 +50,8 @@ RESULT_FIELDS = (
 class ArmEvaluator:
     """The evaluation runs of one arm still to do, fed to the driver loop one at a time.
 
-    ``done_keys`` are the (backbone, arm, seed) runs already final in the store; ``data_ref``
+    ``params`` holds the best setting of each tuning replicate (one unless ``tune.replicates``
+    > 1). ``done_keys`` are the (backbone, arm, seed) runs already final in the store; ``data_ref``
     is the object-store reference of the ``PreparedData`` for this backbone's image size.
     """
 
@@ -57,11 +59,12 @@ class ArmEvaluator:
         self,
         spec: StudySpec,
         arm: Arm,
-        params: dict[str, float],
+        params: list[dict[str, float]],
         store: ResultsStore,
         data_ref: Any,
         *,
         done_keys: set[tuple[str, str, int]],
+        schedule: SeedSchedule,
     ) -> None:
         self.spec, self.arm, self.params, self.store, self.data_ref = (
             spec,
@@ -70,22 +73,40 @@ class ArmEvaluator:
             store,
             data_ref,
         )
-        seeds = spec.evaluate.seed_range
-        self.pending = [s for s in seeds if (arm.backbone, arm.loss, s) not in done_keys]
+        #: Seeds already final with this setting, or started in this session.
+        self.issued = {seed for (b, a, seed) in done_keys if (b, a) == (arm.backbone, arm.loss)}
         self.running: dict[str, int] = {}
         self.extra_parts = (EXTERNAL_PART,) if spec.data.external_test else ()
+        self.schedule = schedule
+        schedule.attach(arm.loss, self.idle)
 
     def in_flight(self) -> int:
         return len(self.running)
 
+    def params_for(self, seed: int) -> dict[str, float]:
+        """The tuned setting seed ``seed`` trains with: its tuning replicate's best."""
+        return self.params[tuning_replicate(self.spec, seed)]
+
+    def pending(self) -> list[int]:
+        """The released seeds this arm has not started, in order."""
+        return [seed for seed in self.schedule.seeds() if seed not in self.issued]
+
+    def idle(self) -> bool:
+        """Nothing to start and nothing running: this arm is done with the released seeds."""
+        return not self.running and not self.pending()
+
     def next_job(self) -> Job | None:
-        if not self.pending:
+        pending = self.pending()
+        if not pending and self.idle() and self.schedule.extend():
+            pending = self.pending()
+        if not pending:
             return None
-        seed = self.pending.pop(0)
+        seed = pending[0]
+        self.issued.add(seed)
         run_spec = build_run_spec(
             self.spec,
             self.arm,
-            self.params,
+            self.params_for(seed),
             seed=seed,
             train_parts=EVALUATION_PARTS,
             eval_part=EVALUATION_PART,
@@ -102,11 +123,12 @@ class ArmEvaluator:
     def on_done(self, done: JobDone) -> dict[str, Any]:
         """Write the run's predictions and record (atomically, in that order); return it."""
         seed = self.running.pop(done.job.key)
-        record, predictions = run_record(self.arm, seed, self.params, done)
+        record, predictions = run_record(self.arm, seed, self.params_for(seed), done)
         return self.store.append_run(record, predictions)
 
     def abandon_running(self, reason: str) -> None:
         """Ctrl-C: nothing is written for runs in flight; the next resume redoes them."""
+        self.issued -= set(self.running.values())
         self.running.clear()
 
 

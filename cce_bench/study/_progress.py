@@ -7,12 +7,14 @@ folder and the Optuna storage, without starting Ray or loading data).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cce_bench.config import StudySpec
 from cce_bench.study._arms import Arm, study_arms
+from cce_bench.study._seeds import released_seeds
 from cce_bench.study.storage import open_existing_storage
 from cce_bench.study.store import FINAL_OUTCOMES, ResultsStore
 
@@ -113,7 +115,7 @@ class StudyProgress:
 def arm_progress(
     spec: StudySpec,
     arm: Arm,
-    study: optuna.Study | None,
+    studies: Sequence[optuna.Study],
     records: list[dict[str, Any]],
     *,
     eval_running: int = 0,
@@ -122,19 +124,27 @@ def arm_progress(
 
     Interrupted trials are neither failed nor done: they are replaced, so they are not shown.
     """
-    seeds = set(spec.evaluate.seed_range)
+    # Under the anytime design the seeds grow look by look: count those released so far.
+    seeds = set(released_seeds(spec, arm.backbone, records))
     counts = dict.fromkeys(_COUNTED_STATES.values(), 0)
-    for trial in study.get_trials(deepcopy=False) if study is not None else []:
-        state = _COUNTED_STATES.get(trial.state.name)
-        if state and not trial.user_attrs.get("interrupted"):
-            counts[state] += 1
-    best = float(study.best_value) if study is not None and counts["complete"] else None
+    bests = []
+    for study in studies:
+        complete = False
+        for trial in study.get_trials(deepcopy=False):
+            state = _COUNTED_STATES.get(trial.state.name)
+            if state and not trial.user_attrs.get("interrupted"):
+                counts[state] += 1
+                complete = complete or state == "complete"
+        if complete:
+            bests.append(float(study.best_value))
+    pick = max if spec.tune.direction == "maximize" else min
+    best = pick(bests) if bests else None
     mine = [r for r in records if (r.get("backbone"), r.get("arm")) == (arm.backbone, arm.loss)]
     final = {int(r["seed"]) for r in mine if r.get("outcome") in FINAL_OUTCOMES}
     failed = {int(r["seed"]) for r in mine if r.get("outcome") == "failed"} - final
     return ArmProgress(
         arm=arm,
-        n_trials=spec.tune.n_trials,
+        n_trials=spec.tune.n_trials * spec.tune.replicates,
         best_value=best,
         eval_done=len(final & seeds),
         eval_failed=len(failed & seeds),
@@ -160,21 +170,29 @@ def study_status(results_dir: Path | str, *, storage: str | None = None) -> Stud
     names = {s.study_name for s in backend.get_all_studies()} if backend else set()
     arms = []
     for arm in study_arms(spec):
-        name = store.optuna_study_name(arm.backbone, arm.loss)
-        study = optuna.load_study(study_name=name, storage=backend) if name in names else None
-        arms.append(arm_progress(spec, arm, study, records))
+        studies = [
+            optuna.load_study(study_name=name, storage=backend)
+            for name in store.optuna_study_names(spec, arm.backbone, arm.loss)
+            if name in names
+        ]
+        arms.append(arm_progress(spec, arm, studies, records))
     return StudyProgress(
         name=spec.name, results_dir=store.root, metric=spec.tune.metric, arms=tuple(arms)
     )
 
 
-def first_failure(studies: dict[Arm, optuna.Study], records: list[dict[str, Any]]) -> str | None:
+def first_failure(
+    studies: dict[Arm, list[optuna.Study]], records: list[dict[str, Any]]
+) -> str | None:
     """None when any trial or evaluation run completed; else the first failure's cause.
 
     A study in which every run failed (weights that do not fit the backbone, CUDA out of memory)
     has no result to report, so it must not look like a success: the CLI exits 3 with this.
     """
-    trials = {arm: study.get_trials(deepcopy=False) for arm, study in studies.items()}
+    trials = {
+        arm: [t for study in arm_studies for t in study.get_trials(deepcopy=False)]
+        for arm, arm_studies in studies.items()
+    }
     if any(t.state.name == "COMPLETE" for arm_trials in trials.values() for t in arm_trials):
         return None
     if any(record.get("outcome") == "completed" for record in records):

@@ -38,13 +38,13 @@ class ArmWithoutTrialError(ResultsError):
 
 
 # -- sampler, pruner, space ----------------------------------------------------------------------
-def make_sampler(spec: StudySpec, arm: Arm) -> optuna.samplers.TPESampler:
+def make_sampler(spec: StudySpec, arm: Arm, replicate: int = 0) -> optuna.samplers.TPESampler:
     """TPE seeded per arm, with the constant liar for parallel trials.
 
     The per-arm offset (CRC32 of ``backbone/arm``, stable across Python processes unlike
     ``hash``) keeps arms from proposing identical first trials. TPE's own default of 10 random
     start-up trials would make a 4-trial quickstart pure random search, so it is capped at half
-    the budget (at least 2).
+    the budget (at least 2). Tuning replicate r seeds it with ``sampler_seed + r``.
     """
     import optuna
 
@@ -52,7 +52,7 @@ def make_sampler(spec: StudySpec, arm: Arm) -> optuna.samplers.TPESampler:
     with warnings.catch_warnings():  # constant_liar is "experimental" since Optuna 2.8
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.samplers.TPESampler(
-            seed=int(spec.tune.sampler_seed) + offset,
+            seed=int(spec.tune.sampler_seed) + replicate + offset,
             constant_liar=True,
             n_startup_trials=min(10, max(2, int(spec.tune.n_trials) // 2)),
         )
@@ -93,7 +93,12 @@ def search_space(spec: StudySpec, arm: str) -> dict[str, optuna.distributions.Ba
 
 # -- studies and budget --------------------------------------------------------------------------
 def open_arm_study(
-    storage: optuna.storages.BaseStorage, spec: StudySpec, arm: Arm, *, study_name: str
+    storage: optuna.storages.BaseStorage,
+    spec: StudySpec,
+    arm: Arm,
+    *,
+    study_name: str,
+    replicate: int = 0,
 ) -> optuna.Study:
     """Create or load the arm's study (``study_name``: ``<name>/<backbone>/<arm>``).
 
@@ -106,7 +111,7 @@ def open_arm_study(
     study = optuna.create_study(
         storage=storage,
         study_name=study_name,
-        sampler=make_sampler(spec, arm),
+        sampler=make_sampler(spec, arm, replicate),
         pruner=make_pruner(spec.tune.pruner, spec.train.epochs),
         direction=spec.tune.direction,
         load_if_exists=True,
@@ -219,8 +224,11 @@ class ArmTuner:
     the trial. Only this object, in the driver process, writes the arm's study.
     """
 
-    def __init__(self, study: optuna.Study, spec: StudySpec, arm: Arm, data_ref: Any) -> None:
+    def __init__(
+        self, study: optuna.Study, spec: StudySpec, arm: Arm, data_ref: Any, replicate: int = 0
+    ) -> None:
         self.study, self.spec, self.arm, self.data_ref = study, spec, arm, data_ref
+        self.replicate = replicate
         self.space = search_space(spec, arm.loss)
         self.running: dict[str, optuna.Trial] = {}
         self.reported: dict[str, set[int]] = {}  # epochs told to Optuna, per running trial
@@ -244,7 +252,8 @@ class ArmTuner:
             self.arm,
             trial.params,
             # One seed for every trial (common random numbers): trials differ only in params.
-            seed=int(self.spec.tune.sampler_seed),
+            # Each tuning replicate has its own, so replicates differ as independent tunings.
+            seed=int(self.spec.tune.sampler_seed) + self.replicate,
             train_parts=TUNING_PARTS,
             eval_part=TUNING_EVAL_PART,
         )

@@ -47,11 +47,15 @@ def record_budget_changes(
     entries, updated = [], copy.deepcopy(store.study_dict())
     for key in BUDGET_KEYS:
         section, _, leaf = key.partition(".")
-        before, after = stored[section][leaf], study[section][leaf]
+        # An optional budget left unset (``evaluate.max_seeds``) is absent from to_dict().
+        before, after = stored[section].get(leaf), study[section].get(leaf)
         if before != after:
             entry = {"at": when, "key": key, "from": before, "to": after}
             entries.append({**entry, "completed_runs": completed_runs})
-            updated.setdefault(section, {})[leaf] = after
+            if after is None:
+                updated.get(section, {}).pop(leaf, None)
+            else:
+                updated.setdefault(section, {})[leaf] = after
     if entries:
         lines = "".join(json.dumps(entry, sort_keys=True) + "\n" for entry in entries)
         with budget_log_path(store).open("a", encoding="utf-8") as handle:

@@ -116,13 +116,19 @@ class ResultsStore:
             return override.read_text(encoding="utf-8").strip()
         return f"sqlite:///{(self.root / OPTUNA_FILE).resolve()}"
 
-    def optuna_study_name(self, backbone: str, arm: str) -> str:
+    def optuna_study_name(self, backbone: str, arm: str, replicate: int = 0) -> str:
         """``<name>/<backbone>/<arm>``, where ``<name>`` is this folder's name.
 
         The folder's name is the study's ``name`` except after ``--fresh`` (``<name>-2``), which
-        must not reuse the old study's trials when both live in one external storage.
+        must not reuse the old study's trials when both live in one external storage. Tuning
+        replicates after the first (``tune.replicates``) add ``/r<r>``.
         """
-        return f"{self.root.name}/{backbone}/{arm}"
+        name = f"{self.root.name}/{backbone}/{arm}"
+        return f"{name}/r{replicate}" if replicate else name
+
+    def optuna_study_names(self, spec: Any, backbone: str, arm: str) -> list[str]:
+        """Every tuning replicate's study name of one arm, replicate 0 first."""
+        return [self.optuna_study_name(backbone, arm, r) for r in range(spec.tune.replicates)]
 
     def prediction_path(self, backbone: str, arm: str, seed: int) -> Path:
         return self.root / PREDICTIONS_DIR / f"{backbone}__{arm}__seed{seed}.npz"
