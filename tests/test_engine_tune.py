@@ -10,6 +10,7 @@ import pytest
 from optuna.trial import TrialState
 
 from cce_bench.config.schema import (
+    PRUNERS,
     DataSpec,
     LossesSpec,
     ModelsSpec,
@@ -18,7 +19,7 @@ from cce_bench.config.schema import (
     TrainSpec,
     TuneSpec,
 )
-from cce_bench.errors import StorageError
+from cce_bench.errors import StorageError, UnknownNameError
 from cce_bench.study._arms import Arm
 from cce_bench.study._executor import Job, JobDone
 from cce_bench.study._progress import first_failure
@@ -97,10 +98,49 @@ def test_sqlite_storage_uses_write_ahead_logging_so_the_dashboard_can_read(stora
 
 @pytest.mark.parametrize(
     ("name", "kind"),
-    [("none", "NopPruner"), ("median", "MedianPruner"), ("hyperband", "HyperbandPruner")],
+    [
+        ("none", "NopPruner"),
+        ("median", "MedianPruner"),
+        ("successive_halving", "SuccessiveHalvingPruner"),
+        ("hyperband", "HyperbandPruner"),
+    ],
 )
 def test_pruner_by_name(name, kind):
     assert type(make_pruner(name, epochs=4)).__name__ == kind
+
+
+def test_every_pruner_the_schema_accepts_can_be_built():
+    for name in PRUNERS:
+        make_pruner(name, epochs=5)
+
+
+def test_unknown_pruner_names_every_choice():
+    with pytest.raises(UnknownNameError, match="none, median, successive_halving, hyperband"):
+        make_pruner("asha", epochs=5)
+
+
+def test_successive_halving_stops_trials_outside_the_best_half_at_epochs_2_and_4():
+    """Trial k reports ``values[k]`` at every epoch of 6 (trial 5 collapses at epoch 4)."""
+    values = [0.5, 0.6, 0.2, 0.7, 0.3, 0.65]
+
+    def objective(trial: optuna.Trial) -> float:
+        for epoch in range(1, 7):
+            value = values[trial.number]
+            if trial.number == 5 and epoch >= 4:
+                value = 0.4
+            trial.report(value, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return value
+
+    study = optuna.create_study(
+        direction="maximize", pruner=make_pruner("successive_halving", epochs=6)
+    )
+    study.optimize(objective, n_trials=len(values))
+    pruned = {t.number: t.last_step for t in study.trials if t.state == TrialState.PRUNED}
+    # Trial 2 loses at the first rung among 3 values, trial 4 among 5 (best half: >= 0.6),
+    # trial 5 at the second rung; nothing is pruned on the warm-up epoch 1.
+    assert pruned == {2: 2, 4: 2, 5: 4}
 
 
 def test_search_space_is_log_lr_plus_the_loss_parameters(spec):
