@@ -242,7 +242,7 @@ def test_one_completed_trial_means_the_study_did_not_fail(spec, storage):
 
 
 def test_epoch_reports_reach_the_study_and_the_pruner_decides(spec, storage):
-    spec = StudySpec(**{**spec.__dict__, "tune": TuneSpec(n_trials=3, pruner="median")})
+    spec = replace(spec, train=TrainSpec(epochs=3), tune=TuneSpec(n_trials=3, pruner="median"))
     arm = Arm("resnet10t", "ce")
     tuner = ArmTuner(open_arm_study(storage, spec, arm, study_name="t/a/ce"), spec, arm, None)
     for value in (0.8, 0.9):  # two finished trials: the median pruner's start-up
@@ -253,6 +253,21 @@ def test_epoch_reports_reach_the_study_and_the_pruner_decides(spec, storage):
     weak = tuner.next_job()
     assert tuner.on_report(weak, 1, 0.1) is False  # warm-up epoch: never pruned
     assert tuner.on_report(weak, 2, 0.1) is True
+    assert tuner.study.trials[2].intermediate_values == {1: 0.1, 2: 0.1}
+
+
+def test_a_trial_is_never_pruned_after_its_last_epoch(spec, storage):
+    spec = replace(spec, train=TrainSpec(epochs=2), tune=TuneSpec(n_trials=3, pruner="median"))
+    arm = Arm("resnet10t", "ce")
+    tuner = ArmTuner(open_arm_study(storage, spec, arm, study_name="t/a/ce"), spec, arm, None)
+    for value in (0.8, 0.9):
+        job = tuner.next_job()
+        for epoch in (1, 2):
+            tuner.on_report(job, epoch, value)
+        tuner.on_done(JobDone(job, result=_result(value=value)))
+    weak = tuner.next_job()
+    tuner.on_report(weak, 1, 0.1)
+    assert tuner.on_report(weak, 2, 0.1) is False  # below the median, but fully trained
     assert tuner.study.trials[2].intermediate_values == {1: 0.1, 2: 0.1}
 
 

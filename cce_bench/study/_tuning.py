@@ -292,6 +292,11 @@ class ArmTuner:
         if int(epoch) not in steps:  # a run retried after a lost worker reports epochs again
             trial.report(value, step=int(epoch))
             steps.add(int(epoch))
+        if int(epoch) >= job.run_spec.epochs:
+            # Stopping after the last epoch saves no training and would throw away a finished
+            # trial's score: a rung that falls on the last epoch (hyperband's at epoch 3 of a
+            # 3-epoch run) would mark trained-out trials pruned and hide them from the best.
+            return False
         return bool(trial.should_prune())
 
     def on_done(self, done: JobDone) -> None:
