@@ -67,22 +67,23 @@ def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
     on, hence 2): the first epoch, still in warm-up, says little about the final score.
 
     ``successive_halving`` (asynchronous successive halving): rungs at epochs 2, 4, 8, ...; a
-    trial reaching a rung goes on only if it is in the best half of the values recorded at that
-    rung so far (the first trial to reach it always goes on). ``min_resource=1`` makes one unit
-    of resource one epoch. A reduction factor of 2 rather than Optuna's 4 because runs here are
-    3-8 epochs long: with 4 the rungs would be epochs 1, 4, 16, a single informative look at
-    most; with 2 a 5-epoch run is looked at twice and an 8-epoch run three times.
-    ``min_early_stopping_rate=1`` moves the first rung from epoch 1 to epoch 2, for the same
-    warm-up reason as the median pruner's.
+    trial reaching a rung goes on only if its value is among the best n // 2 (at least the best
+    one) of the n values recorded at that rung so far, its own included: the first trial to reach
+    a rung always goes on, the second only if it beats the first. ``min_resource=1`` makes one
+    unit of resource one epoch. Reduction factor 2 because runs here are 3-8 epochs long: with
+    Optuna's default of 4 the rungs would be epochs 1, 4, 16, one look in warm-up and at most
+    one more; with 2 a 5- to 8-epoch run is looked at on epochs 2 and 4 (a rung on the last
+    epoch is skipped, see ``ArmTuner.on_report``). ``min_early_stopping_rate=1`` moves the first
+    rung from epoch 1 to epoch 2, for the median pruner's warm-up reason.
 
     ``hyperband``: brackets of successive halving (reduction factor 3, Optuna's default) over
-    resources 1..epochs; for 3-8 epochs that is floor(log3(epochs)) + 1 = 2 brackets, one with
-    rungs at epochs 1 and 3, one at epoch 3 only, and each trial is assigned to one by a hash of
-    its number (about 3 in 5 to the first). A trial is compared only with trials of its own
-    bracket, so a budget of n trials gives each bracket about n / 2 to compare: at the few
-    trials per arm of a small study most trials are the first or second of their bracket and
-    cannot be pruned, and hyperband prunes less than ``successive_halving`` does. Optuna's
-    documentation advises far larger budgets (about 10 trials per bracket) with TPE.
+    resources 1..epochs. For 3-8 epochs that is floor(log3(epochs)) + 1 = 2 brackets, one with
+    rungs at epochs 1 and 3, one at epoch 3 only; a hash of the study name and trial number puts
+    about 3 trials in 5 in the first. A trial is compared only with trials of its own bracket, so
+    a budget of n trials leaves each bracket about n / 2 to compare: in a small study most
+    trials are the first or second of their bracket, which successive halving lets go on, and
+    hyperband prunes as designed only with larger budgets (Optuna's documentation recommends a
+    larger ``n_trials`` with TPE, counting 10 start-up trials per bracket).
     """
     import optuna
 
