@@ -184,7 +184,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as cache_dir:
         data = load_data(bench_spec(args, BASELINE, 0), cache_dir)
     n_train, n_val = len(data.parts["train"]), len(data.parts["val"])
-    cells = [(p, s) for p in pruners for s in seeds]
+    cells = [(p, s) for s in seeds for p in pruners]  # seed by seed: a cut run still compares
     context = multiprocessing.get_context("spawn")  # torch and fork do not mix
     with ProcessPoolExecutor(max_workers=args.workers, mp_context=context) as pool:
         futures = [pool.submit(_tune_cell, args, p, s, data) for p, s in cells]
