@@ -244,6 +244,16 @@ def test_unknown_pruner_is_rejected(tmp_path: Path) -> None:
     assert "did you mean 'median'?" in rejection(path, "tune.pruner")
 
 
+def test_successive_halving_is_a_pruner_name(tmp_path: Path) -> None:
+    path = study_file(tmp_path, {"tune": {"pruner": "successive_halving"}})
+    assert load_study(path).tune.pruner == "successive_halving"
+
+
+def test_a_misspelt_successive_halving_is_corrected(tmp_path: Path) -> None:
+    path = study_file(tmp_path, {"tune": {"pruner": "successive_halvng"}})
+    assert "did you mean 'successive_halving'?" in rejection(path, "tune.pruner")
+
+
 def test_metric_must_be_a_scalar_metric(tmp_path: Path) -> None:
     path = study_file(tmp_path, {"tune": {"metric": "per_class_recall"}})
     assert "balanced_accuracy" in rejection(path, "tune.metric")

@@ -10,6 +10,7 @@ import pytest
 from optuna.trial import TrialState
 
 from cce_bench.config.schema import (
+    PRUNERS,
     DataSpec,
     LossesSpec,
     ModelsSpec,
@@ -18,7 +19,7 @@ from cce_bench.config.schema import (
     TrainSpec,
     TuneSpec,
 )
-from cce_bench.errors import StorageError
+from cce_bench.errors import StorageError, UnknownNameError
 from cce_bench.study._arms import Arm
 from cce_bench.study._executor import Job, JobDone
 from cce_bench.study._progress import first_failure
@@ -97,10 +98,49 @@ def test_sqlite_storage_uses_write_ahead_logging_so_the_dashboard_can_read(stora
 
 @pytest.mark.parametrize(
     ("name", "kind"),
-    [("none", "NopPruner"), ("median", "MedianPruner"), ("hyperband", "HyperbandPruner")],
+    [
+        ("none", "NopPruner"),
+        ("median", "MedianPruner"),
+        ("successive_halving", "SuccessiveHalvingPruner"),
+        ("hyperband", "HyperbandPruner"),
+    ],
 )
 def test_pruner_by_name(name, kind):
     assert type(make_pruner(name, epochs=4)).__name__ == kind
+
+
+def test_every_pruner_the_schema_accepts_can_be_built():
+    for name in PRUNERS:
+        make_pruner(name, epochs=5)
+
+
+def test_unknown_pruner_names_every_choice():
+    with pytest.raises(UnknownNameError, match="none, median, successive_halving, hyperband"):
+        make_pruner("asha", epochs=5)
+
+
+def test_successive_halving_stops_trials_outside_the_best_half_at_epochs_2_and_4():
+    """Trial k reports ``values[k]`` at every epoch of 6 (trial 5 collapses at epoch 4)."""
+    values = [0.5, 0.6, 0.2, 0.7, 0.3, 0.65]
+
+    def objective(trial: optuna.Trial) -> float:
+        for epoch in range(1, 7):
+            value = values[trial.number]
+            if trial.number == 5 and epoch >= 4:
+                value = 0.4
+            trial.report(value, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return value
+
+    study = optuna.create_study(
+        direction="maximize", pruner=make_pruner("successive_halving", epochs=6)
+    )
+    study.optimize(objective, n_trials=len(values))
+    pruned = {t.number: t.last_step for t in study.trials if t.state == TrialState.PRUNED}
+    # Trial 2 loses at the first rung among 3 values, trial 4 among 5 (best half: >= 0.6),
+    # trial 5 at the second rung; nothing is pruned on the warm-up epoch 1.
+    assert pruned == {2: 2, 4: 2, 5: 4}
 
 
 def test_search_space_is_log_lr_plus_the_loss_parameters(spec):
@@ -202,7 +242,7 @@ def test_one_completed_trial_means_the_study_did_not_fail(spec, storage):
 
 
 def test_epoch_reports_reach_the_study_and_the_pruner_decides(spec, storage):
-    spec = StudySpec(**{**spec.__dict__, "tune": TuneSpec(n_trials=3, pruner="median")})
+    spec = replace(spec, train=TrainSpec(epochs=3), tune=TuneSpec(n_trials=3, pruner="median"))
     arm = Arm("resnet10t", "ce")
     tuner = ArmTuner(open_arm_study(storage, spec, arm, study_name="t/a/ce"), spec, arm, None)
     for value in (0.8, 0.9):  # two finished trials: the median pruner's start-up
@@ -213,6 +253,21 @@ def test_epoch_reports_reach_the_study_and_the_pruner_decides(spec, storage):
     weak = tuner.next_job()
     assert tuner.on_report(weak, 1, 0.1) is False  # warm-up epoch: never pruned
     assert tuner.on_report(weak, 2, 0.1) is True
+    assert tuner.study.trials[2].intermediate_values == {1: 0.1, 2: 0.1}
+
+
+def test_a_trial_is_never_pruned_after_its_last_epoch(spec, storage):
+    spec = replace(spec, train=TrainSpec(epochs=2), tune=TuneSpec(n_trials=3, pruner="median"))
+    arm = Arm("resnet10t", "ce")
+    tuner = ArmTuner(open_arm_study(storage, spec, arm, study_name="t/a/ce"), spec, arm, None)
+    for value in (0.8, 0.9):
+        job = tuner.next_job()
+        for epoch in (1, 2):
+            tuner.on_report(job, epoch, value)
+        tuner.on_done(JobDone(job, result=_result(value=value)))
+    weak = tuner.next_job()
+    tuner.on_report(weak, 1, 0.1)
+    assert tuner.on_report(weak, 2, 0.1) is False  # below the median, but fully trained
     assert tuner.study.trials[2].intermediate_values == {1: 0.1, 2: 0.1}
 
 

@@ -202,13 +202,17 @@ class SearchSpace(Table):
         return ranges
 
 
+#: The names ``tune.pruner`` accepts; ``cce_bench.study`` builds each (steps are epochs).
+PRUNERS: tuple[str, ...] = ("none", "median", "successive_halving", "hyperband")
+
+
 @dataclass(frozen=True)
 class TuneSpec(Table):
     """``[tune]``: per-arm Optuna budget, the validation metric it maximises, pruner, space."""
 
     n_trials: int = field(default=4, metadata=limits(ge=1))
     metric: str = "balanced_accuracy"
-    pruner: str = field(default="median", metadata=limits(choices=("none", "median", "hyperband")))
+    pruner: str = field(default="median", metadata=limits(choices=PRUNERS))
     sampler_seed: int = field(default=0, metadata=limits(ge=0))
     #: Independent tunings per arm (sampler and training seed ``sampler_seed + r``, the full
     #: budget each); evaluation seed i uses replicate i mod R's best setting, so the paired

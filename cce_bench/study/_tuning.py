@@ -18,6 +18,7 @@ import zlib
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from cce_bench.config.schema import PRUNERS
 from cce_bench.errors import ResultsError, UnknownNameError
 from cce_bench.study._arms import Arm, build_run_spec
 from cce_bench.study._executor import Job
@@ -59,12 +60,30 @@ def make_sampler(spec: StudySpec, arm: Arm, replicate: int = 0) -> optuna.sample
 
 
 def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
-    """The study's pruner by name; steps are epochs.
+    """The study's pruner by name (one of ``PRUNERS``); steps are epochs, counted from 1.
 
     ``median``: stop a trial whose epoch value is below the median of earlier trials at that
-    epoch, once 2 trials finished, never on epoch 1 (steps are epochs counted from 1 and Optuna
-    prunes from step ``n_warmup_steps`` on, hence 2): the first epoch, still in warm-up, says
-    little about the final score. ``hyperband``: resources 1..epochs.
+    epoch, once 2 trials finished, never on epoch 1 (Optuna prunes from step ``n_warmup_steps``
+    on, hence 2): the first epoch, still in warm-up, says little about the final score.
+
+    ``successive_halving`` (asynchronous successive halving): rungs at epochs 2, 4, 8, ...; a
+    trial reaching a rung goes on only if its value is among the best n // 2 (at least the best
+    one) of the n values recorded at that rung so far, its own included: the first trial to reach
+    a rung always goes on, the second only if it beats the first. ``min_resource=1`` makes one
+    unit of resource one epoch. Reduction factor 2 because runs here are 3-8 epochs long: with
+    Optuna's default of 4 the rungs would be epochs 1, 4, 16, one look in warm-up and at most
+    one more; with 2 a 5- to 8-epoch run is looked at on epochs 2 and 4 (a rung on the last
+    epoch is skipped, see ``ArmTuner.on_report``). ``min_early_stopping_rate=1`` moves the first
+    rung from epoch 1 to epoch 2, for the median pruner's warm-up reason.
+
+    ``hyperband``: brackets of successive halving (reduction factor 3, Optuna's default) over
+    resources 1..epochs. For 3-8 epochs that is floor(log3(epochs)) + 1 = 2 brackets, one with
+    rungs at epochs 1 and 3, one at epoch 3 only; a hash of the study name and trial number puts
+    about 3 trials in 5 in the first. A trial is compared only with trials of its own bracket, so
+    a budget of n trials leaves each bracket about n / 2 to compare: in a small study most
+    trials are the first or second of their bracket, which successive halving lets go on, and
+    hyperband prunes as designed only with larger budgets (Optuna's documentation recommends a
+    larger ``n_trials`` with TPE, counting 10 start-up trials per bracket).
     """
     import optuna
 
@@ -72,9 +91,17 @@ def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
         return optuna.pruners.NopPruner()
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2)
+    if name == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=1, reduction_factor=2, min_early_stopping_rate=1
+        )
     if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(1, int(epochs)))
-    raise UnknownNameError(f"unknown pruner {name!r} in tune.pruner; use none, median or hyperband")
+        return optuna.pruners.HyperbandPruner(
+            min_resource=1, max_resource=max(1, int(epochs)), reduction_factor=3
+        )
+    raise UnknownNameError(
+        f"unknown pruner {name!r} in tune.pruner; use one of {', '.join(PRUNERS)}"
+    )
 
 
 def search_space(spec: StudySpec, arm: str) -> dict[str, optuna.distributions.BaseDistribution]:
@@ -275,6 +302,11 @@ class ArmTuner:
         if int(epoch) not in steps:  # a run retried after a lost worker reports epochs again
             trial.report(value, step=int(epoch))
             steps.add(int(epoch))
+        if int(epoch) >= job.run_spec.epochs:
+            # Stopping after the last epoch saves no training and would throw away a finished
+            # trial's score: a rung that falls on the last epoch (hyperband's at epoch 3 of a
+            # 3-epoch run) would mark trained-out trials pruned and hide them from the best.
+            return False
         return bool(trial.should_prune())
 
     def on_done(self, done: JobDone) -> None:
