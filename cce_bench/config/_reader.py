@@ -105,7 +105,7 @@ def _read_initialisations(table: dict[str, Any], key: str, origin: str) -> dict[
         value = _coerce(raw, (bool, Path))
         if value is _WRONG_TYPE:
             fix = (
-                f'quote a backbone name holding a dot: "{name}.{next(iter(raw))}" = ...'
+                f'quote a backbone name holding a dot: "{name}.{next(iter(raw), "...")}" = ...'
                 if isinstance(raw, dict)
                 else f'write e.g. `"{name}" = true`'
             )
