@@ -4,6 +4,11 @@ The paper compares ResNet-50, EfficientNet-B4, Inception-V3 and DenseNet-121 (se
 resolve to the timm architectures of the same names at the input sizes their original papers
 trained at. Any other ``timm.list_models()`` name works too, at the size of its pretrained config.
 
+A backbone name may end in ``@label`` (``resnet18@scratch``, ``efficientnet_lite0@imagenet``): the
+same timm model under another identity, so one study can compare one architecture under two
+initialisations. The part before ``@`` is the model; the whole name is the backbone everywhere
+a backbone is named (arms, Optuna studies, run records, prediction files, the report).
+
 ``import timm`` costs about 4 s, so timm is imported inside the functions and its model list is
 cached: ``resolve_backbone`` and ``check_image_size`` run when a study file is validated, long
 before any model is built, and must stay cheap.
@@ -11,9 +16,12 @@ before any model is built, and must stay cheap.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
+import hashlib
 import os
+import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +46,10 @@ DEFAULT_NATIVE_SIZE = 224
 DEFAULT_MIN_SIZE = 32
 
 _HUB_PROBE_TIMEOUT_S = 3.0
+
+#: A variant label: it ends up in file names (``predictions/<backbone>__<arm>__seed<k>.npz``),
+#: so only characters that are safe in a file name on Linux, macOS and Windows.
+_VARIANT_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}")
 
 
 @dataclass(frozen=True)
@@ -90,14 +102,35 @@ def _pretrained_cfg(timm_name: str):  # -> timm PretrainedCfg | None
     return get_pretrained_cfg(timm_name)
 
 
+def split_variant(name: str) -> tuple[str, str | None]:
+    """``"resnet18@scratch"`` -> ``("resnet18", "scratch")``; a name without ``@`` has no label.
+
+    Raises ``ModelError`` for an empty label or one with characters unsafe in a file name.
+    """
+    base, at, label = name.partition("@")
+    if not at:
+        return name, None
+    if not _VARIANT_LABEL.fullmatch(label):
+        raise ModelError(
+            f"backbone {name!r}: the label after '@' must be 1-40 letters, digits, '.', '_' "
+            f"or '-' starting with a letter or digit (it goes into file names), e.g. "
+            f"{base or 'resnet18'}@scratch"
+        )
+    return base, label
+
+
 @functools.cache
 def resolve_backbone(name: str) -> BackboneInfo:
     """Map a backbone name to its timm architecture and input sizes, without building it.
 
     The paper's four accept their paper spelling too ("ResNet-50", "Inception-V3"). A timm name
-    may carry a pretrained tag ("resnet50.a1_in1k"). Unknown names raise ``ModelError`` naming
-    the closest timm models.
+    may carry a pretrained tag ("resnet50.a1_in1k") and a variant label ("resnet18@scratch",
+    see the module docstring): a variant has its base model's architecture and sizes under its
+    own ``name``. Unknown names raise ``ModelError`` naming the closest timm models.
     """
+    base, label = split_variant(name)
+    if label is not None:
+        return dataclasses.replace(resolve_backbone(base), name=name)
     alias = _ALIASES.get(_alias_key(name))
     if alias is not None:
         return PAPER_BACKBONES[alias]
@@ -143,8 +176,12 @@ def backbone_normalization(name: str) -> tuple[tuple[float, ...], tuple[float, .
     """Channel mean and std the backbone's pretrained weights expect (ImageNet's otherwise).
 
     Inception-V3's timm weights, for instance, expect inputs scaled to [-1, 1] (mean = std = 0.5).
-    Training from scratch uses the same statistics so a run with and without weights differs only
-    in the initialisation.
+    The statistics depend on the architecture only, never on where the weights come from: timm's
+    hub weights, a weights file (assumed trained like timm's weights for that architecture;
+    ImageNet's mean and std for almost all) and a random initialisation all get the same. For
+    pretrained weights they are what the features were learnt on; for a random initialisation
+    any fixed statistics work, and the same ones make ``x`` and ``x@scratch`` differ in their
+    initialisation only.
     """
     cfg = _pretrained_cfg(resolve_backbone(name).timm_name)
     if cfg is None or not cfg.mean or not cfg.std:
@@ -298,30 +335,75 @@ def read_weights_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     return {key.removeprefix("module."): value for key, value in state.items()}
 
 
+def weights_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a weights file, the name under which the report cites the weights."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_weights_fit(name: str, path: str | os.PathLike[str]) -> None:
+    """Raise ``ModelError`` unless the file's tensors fit backbone ``name``, head aside.
+
+    The check ``load_study`` runs for every weights file: it reads the file and builds the model
+    without weights (a second or two for the paper's backbones), so that a file saved from
+    another architecture is refused before any work starts instead of in every run's worker.
+    """
+    import timm
+
+    info = resolve_backbone(name)
+    state = read_weights_file(path)
+    model = timm.create_model(info.timm_name, pretrained=False)
+    _check_fit(model, state, Path(path), info)
+
+
+def _head_keys(model: nn.Module):  # -> Callable[[str], bool]
+    """Whether a state-dict key belongs to the classifier head (timm's pretrained cfg names it),
+    which is replaced by a fresh ``num_classes`` head and so need not match."""
+    head = model.pretrained_cfg.get("classifier") or ""
+    heads = (head,) if isinstance(head, str) else tuple(head)
+
+    def is_head(key: str) -> bool:
+        return any(h and (key == h or key.startswith(f"{h}.")) for h in heads)
+
+    return is_head
+
+
+def _check_fit(model: nn.Module, state: dict, path: Path, info: BackboneInfo) -> None:
+    """Raise ``ModelError`` naming a few missing, unexpected and reshaped tensors, head aside."""
+    is_head = _head_keys(model)
+    own = {key: value for key, value in model.state_dict().items() if not is_head(key)}
+    theirs = {key: value for key, value in state.items() if not is_head(key)}
+    missing = [key for key in own if key not in theirs]
+    unexpected = sorted(key for key in theirs if key not in own)  # file order varies by format
+    reshaped = [
+        f"{key} {tuple(theirs[key].shape)} vs {tuple(own[key].shape)}"
+        for key in own
+        if key in theirs and theirs[key].shape != own[key].shape
+    ]
+    if not (missing or unexpected or reshaped):
+        return
+    problems = [
+        f"{len(keys)} {kind} (e.g. {', '.join(keys[:3])})"
+        for kind, keys in (
+            ("tensors missing", missing),
+            ("unexpected", unexpected),
+            ("of another shape, file vs model", reshaped),
+        )
+        if keys
+    ]
+    raise ModelError(
+        f"{path} does not fit backbone {info.name}: {'; '.join(problems)}; "
+        f"use weights saved from timm's {info.timm_name}"
+    )
+
+
 def _load_weights_file(model: nn.Module, path: Path, info: BackboneInfo) -> None:
     """Load ``path`` into ``model``, keeping the fresh head where the class count differs."""
     state = read_weights_file(path)
-    head = model.pretrained_cfg.get("classifier") or ""
+    _check_fit(model, state, path, info)
     own = model.state_dict()
-
-    def is_head(key: str) -> bool:
-        return bool(head) and (key == head or key.startswith(f"{head}."))
-
-    mismatched = [
-        key for key, value in state.items() if key in own and own[key].shape != value.shape
-    ]
-    if any(not is_head(key) for key in mismatched):
-        raise ModelError(
-            f"{path} does not fit backbone {info.name}: tensor shapes differ for "
-            f"{[key for key in mismatched if not is_head(key)][:3]}; "
-            f"use weights saved from timm's {info.timm_name}"
-        )
-    state = {key: value for key, value in state.items() if key not in mismatched}
-    result = model.load_state_dict(state, strict=False)
-    missing = [key for key in result.missing_keys if not is_head(key)]
-    if missing or result.unexpected_keys:
-        raise ModelError(
-            f"{path} does not fit backbone {info.name}: {len(missing)} tensors missing "
-            f"(e.g. {missing[:3]}), {len(result.unexpected_keys)} unexpected "
-            f"(e.g. {result.unexpected_keys[:3]}); use weights saved from timm's {info.timm_name}"
-        )
+    fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(fitting, strict=False)

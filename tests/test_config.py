@@ -336,15 +336,21 @@ def test_weights_file_that_is_not_a_state_dict_is_rejected_as_the_study_loads(
 
 def test_a_state_dict_weights_file_loads_with_its_absolute_path(tmp_path: Path) -> None:
     write_state_dict(tmp_path / "w.pt")
-    spec = load_study(study_file(tmp_path, {"models": {"pretrained": "w.pt"}}))
+    changes = {"models": {"backbones": [TINY], "pretrained": "w.pt"}}
+    spec = load_study(study_file(tmp_path, changes))
     assert spec.models.pretrained == tmp_path.resolve() / "w.pt"
 
 
-def write_state_dict(path: Path) -> None:
-    """A one-tensor state dict: what ``models.pretrained`` must hold to pass the check."""
+#: A timm test model (a few thousand parameters): weights files for it are written in a blink.
+TINY = "test_resnet"
+
+
+def write_state_dict(path: Path, backbone: str = TINY) -> None:
+    """The state dict of a randomly initialised ``backbone``: what fits it, head included."""
+    import timm
     import torch
 
-    torch.save({"fc.weight": torch.zeros(7, 2)}, path)
+    torch.save(timm.create_model(backbone.partition("@")[0]).state_dict(), path)
 
 
 # -- what a valid study means ----------------------------------------------------------------------
@@ -387,7 +393,7 @@ def test_study_round_trips_through_its_toml(tmp_path: Path) -> None:
     write_state_dict(tmp_path / "w.pt")
     changes = {
         "data": {"source": "ham10000", "path": "ham", "image_size": 96, "split": "paper"},
-        "models": {"pretrained": "w.pt"},
+        "models": {"backbones": [TINY], "pretrained": "w.pt"},
         "tune": {"space": {"tau": [-1.0, 1.0], "lr": [1e-5, 1e-2]}},
     }
     spec = load_study(study_file(tmp_path, changes))

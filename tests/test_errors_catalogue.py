@@ -211,6 +211,21 @@ def full_model() -> object:
     return torch.nn.Linear(2, 2)
 
 
+def timm_weights(model: str) -> Callable[[], object]:
+    """The state dict of a randomly initialised timm ``model`` (a test model: a blink)."""
+
+    def make() -> object:
+        import timm
+
+        return timm.create_model(model).state_dict()
+
+    return make
+
+
+#: ``[models]`` of the base study with a ``[models.pretrained]`` table after it.
+PRETRAINED_TABLE = "[models.pretrained]\n{}\n\n[losses]"
+
+
 @contextlib.contextmanager
 def folder_locked(case_dir: Path) -> Iterator[dict[str, str]]:
     """Holds the study folder's lock, as a running ``cce-bench run`` does."""
@@ -382,6 +397,46 @@ CASES: dict[str, Case] = {
             "study.toml": study(("[losses]", 'pretrained = "model.pt"\n\n[losses]')),
             "model.pt": torch_file(full_model),
         },
+    ),
+    "study-pretrained-one-file-for-two-backbones": study_case(
+        "`models.pretrained` is one weights file for 2 backbones (resnet50, densenet121), but a "
+        "file fits one architecture; use the table form",
+        ('"resnet50"', '"resnet50", "densenet121"'),
+        ("[losses]", 'pretrained = "w.pt"\n\n[losses]'),
+    ),
+    "study-pretrained-names-unknown-backbone": study_case(
+        "`models.pretrained` names 'resnet05', which is not one of `models.backbones` "
+        "(resnet50); did you mean 'resnet50', or add it to the backbones",
+        ("[losses]", PRETRAINED_TABLE.format("resnet05 = true")),
+    ),
+    "study-pretrained-same-file-two-models": Case(
+        RUN,
+        "`models.pretrained` gives the same weights (",
+        {
+            "study.toml": study(
+                ('"resnet50"', '"test_resnet", "test_resnet@scratch", "test_efficientnet"'),
+                (
+                    "[losses]",
+                    PRETRAINED_TABLE.format('test_resnet = "w.pt"\ntest_efficientnet = "w.pt"'),
+                ),
+            ),
+            "w.pt": torch_file(timm_weights("test_resnet")),
+        },
+    ),
+    "study-pretrained-does-not-fit": Case(
+        RUN,
+        "does not fit backbone test_efficientnet: ",
+        {
+            "study.toml": study(
+                ('"resnet50"', '"test_efficientnet"'),
+                ("[losses]", 'pretrained = "w.pt"\n\n[losses]'),
+            ),
+            "w.pt": torch_file(timm_weights("test_resnet")),
+        },
+    ),
+    "study-backbone-bad-variant-label": study_case(
+        "`models.backbones`: backbone 'resnet50@': the label after '@' must be 1-40 letters",
+        ('"resnet50"', '"resnet50@"'),
     ),
     "study-gpus-not-available": study_case(
         "`resources.gpus_per_run` = 1, but no node of the Ray cluster (1 node) has a GPU",

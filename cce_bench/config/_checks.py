@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from cce_bench.config._reader import StudyFileError, unknown_choice_detail
+from cce_bench.config._weights import check_initialisations
 from cce_bench.config.schema import (
     DataSpec,
     LossesSpec,
@@ -35,7 +36,7 @@ from cce_bench.data.cache import RESIZE_MODES, resize_mode_name
 from cce_bench.data.sources import SOURCES, available_sources
 from cce_bench.data.splits import available_splits
 from cce_bench.errors import DataError, ModelError
-from cce_bench.models import check_image_size, read_weights_file, resolve_backbone
+from cce_bench.models import check_image_size, resolve_backbone
 
 SYNTHETIC = "synthetic"
 #: Defaults of the synthetic-only keys, the synthetic source's own (``cce_bench.data``).
@@ -194,27 +195,7 @@ class _StudyChecks:
                     check_image_size(backbone, spec.data.image_size)
                 except ModelError as error:
                     raise self.fail("data.image_size", f"`data.image_size`: {error}") from error
-        if isinstance(spec.models.pretrained, Path):
-            weights = self._weights_file(spec.models.pretrained)
-            return dataclasses.replace(spec.models, pretrained=weights)
-        return spec.models
-
-    def _weights_file(self, pretrained: Path) -> Path:
-        """The resolved weights file, read once here (``weights_only=True``, about a second):
-        a file that is not a state dict would otherwise fail in every trial's worker, after Ray
-        started and the results folder was written."""
-        weights = self._resolve(pretrained)
-        if weights is None or not weights.is_file():
-            raise self.fail(
-                "models.pretrained",
-                f"`models.pretrained` weights file {weights} does not exist; fix the path, "
-                "or set pretrained = true (timm's weights) or false (random initialisation)",
-            )
-        try:
-            read_weights_file(weights)
-        except ModelError as error:
-            raise self.fail("models.pretrained", f"`models.pretrained`: {error}") from error
-        return weights
+        return check_initialisations(spec.models, fail=self.fail, resolve=self._resolve)
 
     def _names_listed(self, key: str, names: tuple[str, ...], *, example: str) -> None:
         if not names:

@@ -17,7 +17,7 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
-from cce_bench.config.schema import Range, StudySpec, toml_value
+from cce_bench.config.schema import LOADED, Initialisation, Range, StudySpec, toml_value
 from cce_bench.errors import StudyConfigError, closest
 
 
@@ -37,7 +37,7 @@ class StudyFileError(StudyConfigError):
 
 def read_table(cls: type, table: dict[str, Any], origin: str, prefix: str = "") -> Any:
     """Build the dataclass ``cls`` from a parsed TOML ``table``, or raise ``StudyFileError``."""
-    members = {item.name: item for item in fields(cls)}
+    members = {item.name: item for item in fields(cls) if not item.metadata.get(LOADED)}
     for key in table:
         if key not in members:
             raise StudyFileError(origin, prefix + key, _unknown_key_detail(prefix + key))
@@ -61,8 +61,14 @@ def read_table(cls: type, table: dict[str, Any], origin: str, prefix: str = "") 
     return cls(**values)
 
 
+#: ``models.pretrained``'s type: one initialisation, or a table of them by backbone.
+_INITIALISATIONS = (bool, Path, dict[str, Initialisation])
+
+
 def _read_value(raw: Any, hint: Any, item: dataclasses.Field, key: str, origin: str) -> Any:
     expected = _strip_none(hint)
+    if expected == _INITIALISATIONS and isinstance(raw, dict):
+        return _read_initialisations(raw, key, origin)
     value = _coerce(raw, expected)
     if value is _WRONG_TYPE:
         example = item.default if item.default not in (MISSING, None) else None
@@ -92,6 +98,27 @@ def _read_value(raw: Any, hint: Any, item: dataclasses.Field, key: str, origin: 
 _WRONG_TYPE = object()
 
 
+def _read_initialisations(table: dict[str, Any], key: str, origin: str) -> dict[str, Any]:
+    """A table backbone -> true, false or a weights file path, each entry checked by its key."""
+    values = {}
+    for name, raw in table.items():
+        value = _coerce(raw, (bool, Path))
+        if value is _WRONG_TYPE:
+            fix = (
+                f'quote a backbone name holding a dot: "{name}.{next(iter(raw), "...")}" = ...'
+                if isinstance(raw, dict)
+                else f'write e.g. `"{name}" = true`'
+            )
+            raise StudyFileError(
+                origin,
+                f"{key}.{name}",
+                f"`{key}.{name}` must be true, false or a weights file path, got {_show(raw)}; "
+                f"{fix}",
+            )
+        values[name] = value
+    return values
+
+
 def _strip_none(hint: Any) -> Any:
     """``X | None`` -> ``X`` (None only means "unset"; TOML cannot write it)."""
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
@@ -117,6 +144,8 @@ def _coerce(raw: Any, expected: Any) -> Any:
         return raw if isinstance(raw, str) else _WRONG_TYPE
     if expected is Path:
         return (Path(raw) if raw else None) if isinstance(raw, str) else _WRONG_TYPE
+    if expected == _INITIALISATIONS:  # a table is read entry by entry before this
+        return _coerce(raw, (bool, Path))
     if expected == (bool, Path):
         if isinstance(raw, bool):
             return raw
@@ -140,6 +169,7 @@ def _type_words(expected: Any) -> str:
         str: "a string",
         Path: "a path string",
         (bool, Path): "true, false or a weights file path",
+        _INITIALISATIONS: "true, false, a weights file path or a table of them by backbone",
         tuple[str, ...]: "a list of strings",
         Range: "a range [low, high] of two finite numbers",
     }
@@ -179,6 +209,8 @@ def schema_keys(cls: type, prefix: str = "") -> list[str]:
     keys: list[str] = []
     hints = typing.get_type_hints(cls)
     for item in fields(cls):
+        if item.metadata.get(LOADED):
+            continue
         keys.append(prefix + item.name)
         if dataclasses.is_dataclass(hints[item.name]):
             keys += schema_keys(hints[item.name], prefix + item.name + ".")

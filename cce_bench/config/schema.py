@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,11 @@ def limits(
     return {"ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices, "why": why}
 
 
+#: Metadata flag of a field that ``load_study`` derives from the file (not a key of it): the
+#: reader refuses it in a study file and ``to_dict`` leaves it out of the stored study.
+LOADED = "loaded"
+
+
 class Table:
     """Mixin of the schema dataclasses: their plain, TOML-able form."""
 
@@ -67,12 +73,16 @@ class Table:
         table: dict[str, Any] = {}
         for item in fields(self):  # type: ignore[arg-type]
             value = getattr(self, item.name)
-            if value is None:
+            if value is None or item.metadata.get(LOADED):
                 continue
             if isinstance(value, Table):
                 table[item.name] = value.to_dict()
             elif isinstance(value, Path):
                 table[item.name] = str(value)
+            elif isinstance(value, dict):
+                table[item.name] = {
+                    key: str(v) if isinstance(v, Path) else v for key, v in value.items()
+                }
             elif isinstance(value, tuple):
                 table[item.name] = list(value)
             else:
@@ -99,12 +109,20 @@ def toml_value(value: Any) -> str:
     raise TypeError(f"cannot write {type(value).__name__} as a TOML value")
 
 
+def toml_key(key: str) -> str:
+    """A bare key when TOML allows one, else a quoted one (``"resnet18@scratch"``)."""
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else toml_value(key)
+
+
 def dumps_toml(table: dict[str, Any], prefix: str = "") -> str:
     """A TOML document for a dict of scalars, lists and nested tables (what ``to_dict`` gives)."""
-    lines = [f"{key} = {toml_value(v)}" for key, v in table.items() if not isinstance(v, dict)]
+    lines = [
+        f"{toml_key(key)} = {toml_value(v)}" for key, v in table.items() if not isinstance(v, dict)
+    ]
     for key, value in table.items():
         if isinstance(value, dict):
-            lines += ["", f"[{prefix}{key}]", dumps_toml(value, f"{prefix}{key}.").rstrip("\n")]
+            name = f"{prefix}{toml_key(key)}"
+            lines += ["", f"[{name}]", dumps_toml(value, f"{name}.").rstrip("\n")]
     return "\n".join(lines).lstrip("\n") + "\n"
 
 
@@ -142,12 +160,33 @@ class DataSpec(Table):
     external_test: Path | None = None
 
 
+#: One backbone's initial weights: True (timm's hub weights), False (random) or a weights file.
+Initialisation = bool | Path
+
+
 @dataclass(frozen=True)
 class ModelsSpec(Table):
-    """``[models]``: backbones by timm name (or the paper's spelling) and their initial weights."""
+    """``[models]``: backbones by timm name (or the paper's spelling) and their initial weights.
+
+    A backbone ``name@label`` is timm's ``name`` under its own identity (``resnet18@scratch``).
+    ``pretrained`` is one initialisation for every backbone (a file only when there is one
+    backbone, since a file fits one architecture) or a table backbone -> initialisation, in
+    which an unnamed backbone starts from random weights. Paths are absolute once loaded, and
+    ``weights_sha256`` (backbone -> hex digest, derived at load, not a key) names each file's
+    contents.
+    """
 
     backbones: tuple[str, ...] = ("resnet18", "mobilenetv3_small_100")
-    pretrained: bool | Path = False
+    pretrained: Initialisation | dict[str, Initialisation] = False
+    weights_sha256: dict[str, str] = field(
+        default_factory=dict, compare=False, metadata={LOADED: True}
+    )
+
+    def initialisation(self, backbone: str) -> Initialisation:
+        """``backbone``'s initial weights: True, False or a weights file."""
+        if isinstance(self.pretrained, dict):
+            return self.pretrained.get(backbone, False)
+        return self.pretrained
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,8 @@ def study_section(results: StudyResults, facts: dict[str, Any]) -> str:
         ("Compute", _compute_line(results, hours, facts)),
     ]
     lines = ["## Study", "", markdown_table(pd.DataFrame(facts_rows, columns=["", "Value"]))]
+    lines += ["", "Initial weights and input normalisation per backbone:", ""]
+    lines += [markdown_table(initialisation_table(results))]
     totals = dataset_totals(results.manifest)
     if totals:
         lines += ["", totals]
@@ -87,6 +89,50 @@ def study_section(results: StudyResults, facts: dict[str, Any]) -> str:
     if sizes is not None:
         lines += ["", "Split sizes (from `split.json`):", "", markdown_table(sizes)]
     return "\n".join(lines)
+
+
+def initialisation_table(results: StudyResults) -> pd.DataFrame:
+    """Per backbone: where its weights came from, and the channel mean and std of its inputs.
+
+    A weights file is named with the SHA-256 its runs recorded (hashed as the study loaded),
+    which identifies the weights wherever the file has moved since; more than one digest means
+    the file changed between runs of the study, and every one is shown.
+    """
+    from cce_bench.models import IMAGENET_MEAN, IMAGENET_STD, backbone_normalization
+
+    rows = []
+    for backbone in results.backbones:
+        mean, std = backbone_normalization(backbone)
+        imagenet = " (ImageNet's)" if (mean, std) == (IMAGENET_MEAN, IMAGENET_STD) else ""
+        rows.append(
+            (
+                f"`{backbone}`",
+                _initialisation_words(results, backbone),
+                f"mean {_triple(mean)}, std {_triple(std)}{imagenet}",
+            )
+        )
+    return pd.DataFrame(rows, columns=["Backbone", "Initialisation", "Normalisation"])
+
+
+def _initialisation_words(results: StudyResults, backbone: str) -> str:
+    initialisation = results.spec.models.initialisation(backbone)
+    if initialisation is True:
+        return "timm hub weights"
+    if initialisation is False:
+        return "random initialisation"
+    digests = sorted(
+        {
+            (record.get("spec") or {}).get("pretrained_sha256") or "not recorded"
+            for record in results.records
+            if record.get("backbone") == backbone
+        }
+    )
+    shown = ", ".join(f"`{digest}`" for digest in digests) or "not recorded"
+    return f"weights from `{initialisation}`, SHA-256 {shown}"
+
+
+def _triple(values: Sequence[float]) -> str:
+    return "(" + ", ".join(f"{value:.3f}" for value in values) + ")"
 
 
 def dataset_totals(manifest: dict[str, Any]) -> str:

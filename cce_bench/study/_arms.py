@@ -101,7 +101,8 @@ def build_run_spec(
         device=run_device(spec),
         threads=spec.resources.threads_per_run or spec.resources.cpus_per_run,
         precision=spec.train.precision,
-        pretrained=_pretrained(spec.models.pretrained),
+        pretrained=_pretrained(spec.models.initialisation(arm.backbone)),
+        pretrained_sha256=spec.models.weights_sha256.get(arm.backbone),
     )
 
 

@@ -40,7 +40,10 @@ class RunSpec:
     of linear warm-up precede a cosine decay to zero, both stepped per batch.
     ``channels_last="auto"`` turns it on everywhere: it was faster for every convolutional family
     measured on CPU (see ``cce_bench.train``) and is the layout cuDNN's tensor-core kernels want.
-    ``pretrained`` is False, True (timm's weights from the Hugging Face cache) or a file path.
+    ``pretrained`` is False, True (timm's weights from the Hugging Face cache) or a file path;
+    ``pretrained_sha256`` the file's SHA-256 when a study hashed it as it loaded (it is not
+    checked here: it travels so that every run record names the weights it started from).
+    ``backbone`` may be a variant (``resnet18@scratch``, ``cce_bench.models``).
     ``extra_eval_parts`` (e.g. ``("external",)``) are scored once, by the final model of a
     completed run, so an external test set costs one pass of inference, not a second training.
     """
@@ -67,6 +70,7 @@ class RunSpec:
     channels_last: str | bool = "auto"
     deterministic: bool = False
     pretrained: bool | str = False
+    pretrained_sha256: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "train_parts", tuple(self.train_parts))
