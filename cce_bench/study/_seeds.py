@@ -149,19 +149,14 @@ class SeedSchedule:
         """An arm that cannot be evaluated (no tuned setting) no longer holds the others back."""
         self.excluded.add(arm)
 
-    def open_comparisons(self) -> dict[str, Look | None]:
-        """Per compared arm still open: its latest look (None before the first); empty when
-        every comparison of the backbone is decided (or cannot be: an arm is excluded)."""
-        records = self.records()
-        m = family_size(self.spec)
-        open_ones: dict[str, Look | None] = {}
-        for arm in self.spec.analysis.compared_arms(self.spec.losses):
-            if {arm, self.spec.losses.baseline} & self.excluded:
-                continue
-            path = comparison_path(self.spec, self.backbone, arm, records, m)
-            if deciding_look(path) is None:
-                open_ones[arm] = path[-1] if path else None
-        return open_ones
+    def comparison_paths(self) -> dict[str, list[Look]]:
+        """Per compared arm that can be judged (neither side excluded): its looks so far."""
+        records, m = self.records(), family_size(self.spec)
+        return {
+            arm: comparison_path(self.spec, self.backbone, arm, records, m)
+            for arm in self.spec.analysis.compared_arms(self.spec.losses)
+            if not {arm, self.spec.losses.baseline} & self.excluded
+        }
 
     def extend(self) -> bool:
         """Release the next seed if the design calls for one now; True when it did.
@@ -177,12 +172,13 @@ class SeedSchedule:
             return False
         if not self._look_complete(active):
             return False
-        open_ones = self.open_comparisons()
+        paths = self.comparison_paths()
+        open_ones = sorted(arm for arm, path in paths.items() if deciding_look(path) is None)
         if not open_ones:
-            self.stop_reason = self._decided_reason()
+            self.stop_reason = self._decided_reason(paths)
             return False
         if self.count >= self.spec.evaluate.seed_cap:
-            names = ", ".join(sorted(open_ones))
+            names = ", ".join(open_ones)
             self.stop_reason = (
                 f"{self.backbone}: reached max_seeds = {self.spec.evaluate.seed_cap} with "
                 f"{names} vs {self.spec.losses.baseline} still open: inconclusive"
@@ -201,13 +197,12 @@ class SeedSchedule:
             for seed in self.seeds()
         )
 
-    def _decided_reason(self) -> str:
-        records, m = self.records(), family_size(self.spec)
-        parts = []
-        for arm in self.spec.analysis.compared_arms(self.spec.losses):
-            decided = deciding_look(comparison_path(self.spec, self.backbone, arm, records, m))
-            if decided is not None:
-                parts.append(describe_decision(self.spec, arm, decided))
+    def _decided_reason(self, paths: dict[str, list[Look]]) -> str:
+        parts = [
+            describe_decision(self.spec, arm, decided)
+            for arm, path in paths.items()
+            if (decided := deciding_look(path)) is not None
+        ]
         return (
             f"{self.backbone}: stopped after {self.count} seeds, every comparison decided "
             f"({'; '.join(parts) or 'none to decide'})"
