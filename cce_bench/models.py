@@ -205,16 +205,40 @@ def create_backbone(
     if pretrained is True:
         weights = pretrained_weights_path(info.name)
         # timm drops the 1000-class ImageNet head itself when num_classes differs.
-        return timm.create_model(
+        model = timm.create_model(
             info.timm_name,
             pretrained=True,
             num_classes=num_classes,
             pretrained_cfg_overlay={"file": str(weights)},
         )
+        if model.pretrained_cfg.get("num_classes") != num_classes:
+            zero_head(model)
+        return model
     model = timm.create_model(info.timm_name, pretrained=False, num_classes=num_classes)
-    if pretrained is not False:
-        _load_weights_file(model, Path(pretrained), info)
+    if pretrained is not False and not _load_weights_file(model, Path(pretrained), info):
+        zero_head(model)
     return model
+
+
+def zero_head(model: nn.Module) -> None:
+    """Set the fresh classifier head of a pretrained backbone to zero, weights and bias.
+
+    timm initialises a head for training from scratch on ImageNet's 1,000 classes. EfficientNet's,
+    for one, is uniform in +-1/sqrt(classes): with 7 classes on ImageNet features its logits have
+    a standard deviation of about 7 and the first loss is about 15 (ln 7 = 1.95 is chance), and
+    fine-tuning spends its first epochs, at a fine-tuning learning rate many more, pushing that
+    noise back through the pretrained features it was meant to reuse. A zero head starts every
+    class at logit 0, at chance, and its first gradient is the features' own (the new-head
+    initialisation of Kolesnikov et al. 2020, "Big Transfer"). A head that is not one linear or
+    1x1 convolution layer is left as timm made it.
+    """
+    import torch.nn as nn
+
+    head = model.get_classifier()
+    if isinstance(head, nn.Linear | nn.Conv2d):
+        nn.init.zeros_(head.weight)
+        if head.bias is not None:
+            nn.init.zeros_(head.bias)
 
 
 def _hub_cache_dir() -> str:
@@ -400,10 +424,13 @@ def _check_fit(model: nn.Module, state: dict, path: Path, info: BackboneInfo) ->
     )
 
 
-def _load_weights_file(model: nn.Module, path: Path, info: BackboneInfo) -> None:
-    """Load ``path`` into ``model``, keeping the fresh head where the class count differs."""
+def _load_weights_file(model: nn.Module, path: Path, info: BackboneInfo) -> bool:
+    """Load ``path`` into ``model``, keeping the fresh head where the class count differs;
+    whether the file's head was loaded too."""
     state = read_weights_file(path)
     _check_fit(model, state, path, info)
     own = model.state_dict()
     fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     model.load_state_dict(fitting, strict=False)
+    is_head = _head_keys(model)
+    return any(is_head(key) for key in fitting)

@@ -105,6 +105,27 @@ def test_a_variant_builds_and_loads_weights_like_its_base(tmp_path):
     assert model.get_classifier().out_features == 7
 
 
+@pytest.mark.parametrize("model", [TINY, OTHER])
+def test_a_pretrained_backbone_starts_its_new_head_at_zero_and_a_scratch_one_does_not(
+    tmp_path, model
+):
+    path = weights_file(tmp_path / "w.safetensors", model)
+    head = create_backbone(model, 7, pretrained=path).get_classifier()
+    assert not head.weight.any() and not head.bias.any()
+    images = torch.randn(4, 3, 32, 32)
+    logits = create_backbone(model, 7, pretrained=path).eval()(images)
+    assert torch.equal(logits, torch.zeros(4, 7))
+    assert create_backbone(model, 7, pretrained=False).get_classifier().weight.any()
+
+
+def test_a_weights_file_with_a_head_of_the_right_size_keeps_it(tmp_path):
+    torch.manual_seed(3)
+    saved = timm.create_model(TINY, num_classes=7).state_dict()
+    save_file(saved, str(tmp_path / "w7.safetensors"))
+    head = create_backbone(TINY, 7, pretrained=tmp_path / "w7.safetensors").get_classifier()
+    assert torch.equal(head.weight, saved["fc.weight"])
+
+
 # -- the normalisation ---------------------------------------------------------------------------
 
 
