@@ -132,14 +132,16 @@ def study(*edits: tuple[str, str], base: str = STUDY) -> str:
 HAM_STUDY = study(('source = "synthetic"\nn_images = 60', 'source = "ham10000"\npath = "ham"'))
 
 
-def stored_study(*edits: tuple[str, str]) -> Callable[[Path], None]:
-    """``study.toml`` as ``cce-bench run`` stores it for the base study, then edited."""
+def stored_study(*edits: tuple[str, str], text: str = STUDY) -> Callable[[Path], None]:
+    """``study.toml`` as ``cce-bench run`` stores it for the study ``text`` (the base study by
+    default), then edited; read from the case folder, so its relative paths resolve as the
+    command's will."""
 
     def write(path: Path) -> None:
         from cce_bench.config import load_study
 
-        source = path.parent / "source.toml"
-        source.write_text(STUDY)
+        source = path.parents[2] / "source.toml"  # <case>/results/<name>/study.toml
+        source.write_text(text)
         stored = load_study(source).to_toml()
         source.unlink()
         for old, new in edits:
@@ -254,6 +256,10 @@ TRAIN = ("train", "--n-images", "60", "--epochs", "1", "--backbone", "resnet50",
          "--image-size", "32", "--threads", "1")  # fmt: skip
 HAM = {"ham/HAM10000_metadata.csv": metadata(), "ham/images": jpegs()}
 STARTED = {"results/tiny/study.toml": stored_study()}
+#: The base study on a timm test model that starts from the weights file ``w.pt``.
+WEIGHTS_STUDY = study(
+    ('"resnet50"', '"test_resnet"'), ("[losses]", 'pretrained = "w.pt"\n\n[losses]')
+)
 
 
 def study_case(expect: str, *edits: tuple[str, str], **options) -> Case:
@@ -757,6 +763,26 @@ CASES: dict[str, Case] = {
         {
             "study.toml": STUDY,
             "results/tiny/study.toml": stored_study(("^margin = 0.01$", "margin = 0.02")),
+        },
+    ),
+    "results-weights-changed": Case(
+        RUN,
+        "w.pt, the weights file of test_resnet, has SHA-256 ",
+        {
+            "study.toml": WEIGHTS_STUDY,
+            "w.pt": torch_file(timm_weights("test_resnet")),
+            "results/tiny/study.toml": stored_study(text=WEIGHTS_STUDY),
+            "results/tiny/runs.jsonl": json.dumps(
+                {
+                    "phase": "evaluate",
+                    "backbone": "test_resnet",
+                    "arm": "ce",
+                    "seed": 0,
+                    "outcome": "completed",
+                    "spec": {"pretrained_sha256": "0" * 64},
+                }
+            )
+            + "\n",
         },
     ),
     "results-runs-corrupt": Case(

@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from cce_bench.config import load_study
-from cce_bench.errors import ModelError, StudyConfigError
+from cce_bench.errors import ModelError, ResultsError, StudyConfigError
 from cce_bench.models import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -245,7 +245,9 @@ def test_the_same_weights_for_a_model_and_its_variant_are_accepted(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_study_with_a_pretrained_and_a_scratch_variant_runs_and_reports_both(ray_local, tmp_path):
+def test_a_study_with_a_pretrained_and_a_scratch_variant_runs_reports_and_guards_its_weights(
+    ray_local, tmp_path
+):
     from cce_bench.report import build_report
     from cce_bench.study import run_study
     from cce_bench.study.store import ResultsStore
@@ -269,3 +271,12 @@ def test_a_study_with_a_pretrained_and_a_scratch_variant_runs_and_reports_both(r
     assert f"| `{TINY}@scratch` | random initialisation |" in study_section
     # timm's test models are configured with mean = std = 0.5, whatever their initialisation
     assert study_section.count("| mean (0.500, 0.500, 0.500), std (0.500, 0.500, 0.500) |") == 2
+
+    # The same study file, its weights file overwritten: resuming would pair other weights with
+    # the finished runs, so it is refused before any work (one study run serves both checks).
+    torch.manual_seed(8)
+    save_file(timm.create_model(TINY).state_dict(), str(path))
+    changed = load_study(study_file(tmp_path, [TINY, f"{TINY}@scratch"], TABLE))
+    with pytest.raises(ResultsError, match=rf"{path.name}, the weights file of {TINY}.*--fresh"):
+        run_study(changed, tmp_path / "results")
+    assert len(ResultsStore(tmp_path / "results" / "variants").read_runs()) == 2 * 2 * 2

@@ -342,6 +342,7 @@ def run_study(
         if store.exists():
             stack.enter_context(folder_lock(store))
         records, notes = _read_records(store, notes)
+        _check_same_weights(store, spec, records)
         # Fail fast: a bad URL or a missing cluster must cost seconds, not a data load.
         backend = open_study_storage(store, storage) if storage or store.exists() else None
         check_address(address)
@@ -378,6 +379,29 @@ def _read_records(
     except CorruptRecordError as error:
         records = store.read_runs(repair=True)
         return records, (*notes, f"{error.args[0].split(';')[0]}: set aside in runs.jsonl.corrupt")
+
+
+def _check_same_weights(
+    store: ResultsStore, spec: StudySpec, records: list[dict[str, Any]]
+) -> None:
+    """Resume only from the weights files the finished runs started from.
+
+    A weights file is named by its path in the study, and its path is all the fingerprint sees:
+    a file overwritten in place (re-converted, re-downloaded, another checkpoint) would let new
+    runs start from other weights than the finished runs they are paired with, and the report
+    would compare the two as one arm. Each run record carries the SHA-256 of its file.
+    """
+    for record in records:
+        recorded = (record.get("spec") or {}).get("pretrained_sha256")
+        backbone = record.get("backbone")
+        current = spec.models.weights_sha256.get(backbone)
+        if recorded and current and recorded != current:
+            path = spec.models.initialisation(backbone)
+            raise ResultsError(
+                f"{path}, the weights file of {backbone}, has SHA-256 {current}, but the runs "
+                f"in {store.runs_path} started from {recorded}; restore the file they used, "
+                "or pass --fresh to start over in a new folder with these weights"
+            )
 
 
 def _check_same_split(store: ResultsStore, spec: StudySpec, manifest: dict[str, Any]) -> None:
