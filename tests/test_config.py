@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -440,11 +441,37 @@ def test_study_file_error_survives_pickling() -> None:
 # -- shipped studies -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["quickstart", "paper-ham10000", "lesion-ham10000", "dermamnist"])
+@pytest.mark.parametrize(
+    "name", ["quickstart", "paper-ham10000", "lesion-ham10000", "dermamnist", "ham10000-cpu"]
+)
 def test_shipped_study_loads(name: str, tmp_path: Path) -> None:
     path = REPO_STUDIES / f"{name}.toml"
     spec = load_study(path, data_path=None if name == "quickstart" else tmp_path)
     assert spec.name == name
+
+
+def test_shipped_pretrained_study_loads_with_weights_that_fit(tmp_path: Path) -> None:
+    """Its weights file lies outside the repository (where it lies is the user's), so a
+    random-init ``efficientnet_lite0`` saved in its place stands in: everything else in the
+    file must load as shipped."""
+    import timm
+    from safetensors.torch import save_file
+
+    shipped = REPO_STUDIES / "ham10000-cpu-pretrained.toml"
+    text = shipped.read_text(encoding="utf-8")
+    weights = re.search(r'^efficientnet_lite0 = "([^"]+)"$', text, flags=re.M)
+    assert weights, "the study names a weights file for efficientnet_lite0"
+    save_file(timm.create_model("efficientnet_lite0").state_dict(), str(tmp_path / "w.safetensors"))
+    copy = tmp_path / shipped.name
+    copy.write_text(text.replace(weights.group(1), "w.safetensors"), encoding="utf-8")
+    spec = load_study(copy, data_path=tmp_path)
+    assert spec.models.initialisation("efficientnet_lite0") == tmp_path / "w.safetensors"
+    assert spec.models.initialisation("efficientnet_lite0@scratch") is False
+    assert (spec.evaluate.stopping, spec.evaluate.seeds, spec.evaluate.max_seeds) == (
+        "anytime",
+        3,
+        5,
+    )
 
 
 def test_shipped_real_data_study_asks_for_data(tmp_path: Path) -> None:
@@ -508,7 +535,7 @@ def test_the_analysis_plan_is_part_of_the_fingerprint() -> None:
 
 
 @pytest.mark.parametrize("name", ["quickstart", "paper-ham10000", "lesion-ham10000", "dermamnist",
-                                  "ham10000-cpu"])  # fmt: skip
+                                  "ham10000-cpu", "ham10000-cpu-pretrained"])  # fmt: skip
 def test_shipped_study_states_its_analysis_plan(name: str) -> None:
     import tomllib
 
