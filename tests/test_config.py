@@ -459,13 +459,13 @@ def test_shipped_pretrained_study_loads_with_weights_that_fit(tmp_path: Path) ->
 
     shipped = REPO_STUDIES / "ham10000-cpu-pretrained.toml"
     text = shipped.read_text(encoding="utf-8")
-    weights = re.search(r'^efficientnet_lite0 = "([^"]+)"$', text, flags=re.M)
-    assert weights, "the study names a weights file for efficientnet_lite0"
+    weights = re.search(r'^"efficientnet_lite0@imagenet" = "([^"]+)"$', text, flags=re.M)
+    assert weights, "the study names a weights file for efficientnet_lite0@imagenet"
     save_file(timm.create_model("efficientnet_lite0").state_dict(), str(tmp_path / "w.safetensors"))
     copy = tmp_path / shipped.name
     copy.write_text(text.replace(weights.group(1), "w.safetensors"), encoding="utf-8")
     spec = load_study(copy, data_path=tmp_path)
-    assert spec.models.initialisation("efficientnet_lite0") == tmp_path / "w.safetensors"
+    assert spec.models.initialisation("efficientnet_lite0@imagenet") == tmp_path / "w.safetensors"
     assert spec.models.initialisation("efficientnet_lite0@scratch") is False
     assert (spec.evaluate.stopping, spec.evaluate.seeds, spec.evaluate.max_seeds) == (
         "anytime",
