@@ -212,33 +212,36 @@ def create_backbone(
             pretrained_cfg_overlay={"file": str(weights)},
         )
         if model.pretrained_cfg.get("num_classes") != num_classes:
-            zero_head(model)
+            reset_head(model)
         return model
     model = timm.create_model(info.timm_name, pretrained=False, num_classes=num_classes)
     if pretrained is not False and not _load_weights_file(model, Path(pretrained), info):
-        zero_head(model)
+        reset_head(model)
     return model
 
 
-def zero_head(model: nn.Module) -> None:
-    """Set the fresh classifier head of a pretrained backbone to zero, weights and bias.
+def reset_head(model: nn.Module) -> None:
+    """Give the fresh classifier head of a pretrained backbone PyTorch's own initialisation.
 
-    timm initialises a head for training from scratch on ImageNet's 1,000 classes. EfficientNet's,
-    for one, is uniform in +-1/sqrt(classes): with 7 classes on ImageNet features its logits have
-    a standard deviation of about 7 and the first loss is about 15 (ln 7 = 1.95 is chance), and
-    fine-tuning spends its first epochs, at a fine-tuning learning rate many more, pushing that
-    noise back through the pretrained features it was meant to reuse. A zero head starts every
-    class at logit 0, at chance, and its first gradient is the features' own (the new-head
-    initialisation of Kolesnikov et al. 2020, "Big Transfer"). A head that is not one linear or
-    1x1 convolution layer is left as timm made it.
+    timm initialises a head for training from scratch on ImageNet's 1,000 classes.
+    EfficientNet's, for one, is uniform in +-1/sqrt(classes): with 7 classes on ImageNet features
+    its logits have a standard deviation of about 7 and the first loss is about 15 (ln 7 = 1.95
+    is chance), which fine-tuning spends its first epochs undoing through the features it was
+    meant to reuse. A zero head is no cure for this tool: every logit ties at the start, CCE's
+    confused set is then decided by the first steps' class biases, and CCE fine-tuning stalled
+    near always predicting the commonest class. ``nn.Linear``'s own initialisation (uniform in
+    +-1/sqrt(features), what replacing a torchvision model's ``fc`` gives, the usual
+    fine-tuning recipe) starts near chance with logits that differ from image to image.
+    Measured, ``efficientnet_lite0`` from ImageNet weights on real HAM10000 at 64 px (lesion
+    split, 2 epochs, lr 1.9e-3), validation balanced accuracy CE / CCE: timm's head 0.31 (lr
+    1e-3) / 0.28, a zero head 0.49 / 0.22, this head 0.46 / 0.36. A head that is not one
+    linear or 1x1 convolution layer is left as timm made it.
     """
     import torch.nn as nn
 
     head = model.get_classifier()
     if isinstance(head, nn.Linear | nn.Conv2d):
-        nn.init.zeros_(head.weight)
-        if head.bias is not None:
-            nn.init.zeros_(head.bias)
+        head.reset_parameters()
 
 
 def _hub_cache_dir() -> str:

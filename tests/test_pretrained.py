@@ -106,16 +106,21 @@ def test_a_variant_builds_and_loads_weights_like_its_base(tmp_path):
 
 
 @pytest.mark.parametrize("model", [TINY, OTHER])
-def test_a_pretrained_backbone_starts_its_new_head_at_zero_and_a_scratch_one_does_not(
-    tmp_path, model
-):
+def test_a_pretrained_backbone_starts_its_new_head_as_a_fresh_torch_linear_layer(tmp_path, model):
     path = weights_file(tmp_path / "w.safetensors", model)
     head = create_backbone(model, 7, pretrained=path).get_classifier()
-    assert not head.weight.any() and not head.bias.any()
-    images = torch.randn(4, 3, 32, 32)
-    logits = create_backbone(model, 7, pretrained=path).eval()(images)
-    assert torch.equal(logits, torch.zeros(4, 7))
-    assert create_backbone(model, 7, pretrained=False).get_classifier().weight.any()
+    bound = 1 / head.in_features**0.5  # nn.Linear's own: uniform in +-1/sqrt(fan_in)
+    assert head.weight.abs().max() <= bound and head.bias.abs().max() <= bound
+    assert head.weight.std() > bound / 4, "not zero, not a tiny constant: logits differ"
+
+
+def test_the_new_head_of_pretrained_efficientnet_is_not_timms_from_scratch_one(tmp_path):
+    """timm's EfficientNet head is uniform in +-1/sqrt(classes), for 1,000 ImageNet classes."""
+    path = weights_file(tmp_path / "w.safetensors", OTHER)
+    pretrained = create_backbone(OTHER, 7, pretrained=path).get_classifier()
+    scratch = create_backbone(OTHER, 7, pretrained=False).get_classifier()
+    assert scratch.weight.abs().max() > 1 / pretrained.in_features**0.5
+    assert pretrained.weight.abs().max() <= 1 / pretrained.in_features**0.5
 
 
 def test_a_weights_file_with_a_head_of_the_right_size_keeps_it(tmp_path):
