@@ -133,7 +133,8 @@ def test_joining_an_address_where_no_cluster_listens_fails_within_seconds():
     started = time.perf_counter()
     with pytest.raises(ClusterError, match=f"no Ray cluster answers at --address 127.0.0.1:{port}"):
         start_ray(f"127.0.0.1:{port}")
-    assert time.perf_counter() - started < 5
+    # A hang guard, not a speed check: without the probe Ray retries for about a minute.
+    assert time.perf_counter() - started < 30
 
 
 def test_a_malformed_address_is_a_cluster_error():

@@ -87,7 +87,8 @@ def test_unusable_storage_fails_fast_without_showing_the_password():
     started = time.perf_counter()
     with pytest.raises(StorageError) as error:
         open_storage("postgresql://user:secret@127.0.0.1:1/db")
-    assert time.perf_counter() - started < 15
+    # A hang guard, not a speed check: a driver without a connect timeout waits a minute or more.
+    assert time.perf_counter() - started < 30
     assert "secret" not in str(error.value) and "user:***@" in str(error.value)
 
 

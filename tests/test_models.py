@@ -172,7 +172,8 @@ def test_pretrained_true_offline_without_cache_fails_fast_saying_how(tmp_path, m
     started = time.perf_counter()
     with pytest.raises(ModelError, match=r"not in the Hugging Face cache.*path of a weights file"):
         create_backbone(TINY, 7, pretrained=True)
-    assert time.perf_counter() - started < 10
+    # A hang guard, not a speed check: a download without the probe retries for about a minute.
+    assert time.perf_counter() - started < 30
 
 
 def test_pretrained_true_reads_weights_from_the_hugging_face_cache(
