@@ -436,6 +436,29 @@ def anytime_paired_t(diffs: ArrayLike, alpha: float, m: int = 1) -> dict:
     }
 
 
+def safe_t_ceiling(n: int, g: float = SAFE_T_PRIOR_VARIANCE) -> float:
+    """The largest e-value :func:`safe_t_evalue` can give after ``n`` observations:
+    (1 + n g)^((n - 1)/2), its limit at |t| = inf (every difference the same sign and size)."""
+    return (1.0 + n * g) ** ((n - 1) / 2)
+
+
+def anytime_min_seeds(alpha: float, m: int = 1, g: float = SAFE_T_PRIOR_VARIANCE) -> int:
+    """The fewest paired seeds at which :func:`anytime_paired_t` can decide anything.
+
+    Below it the e-value's ceiling (:func:`safe_t_ceiling`) stays under ``m / alpha``: no
+    effect can be shown, and the confidence sequence is (-inf, inf), so no equivalence either,
+    however large or consistent the differences. 6 at m = 4, alpha = 0.05 (ceiling 36 at 5
+    seeds against 80); 5 at m = 1. A study whose ``max_seeds`` is below it can only end
+    "inconclusive", so the study check refuses it.
+    """
+    if not (0.0 < alpha < 1.0) or m < 1:
+        raise StatsInputError(f"need 0 < alpha < 1 and m >= 1, got alpha {alpha}, m {m}")
+    n = 2
+    while safe_t_ceiling(n, g) < m / alpha:
+        n += 1
+    return n
+
+
 def _safe_t_critical(n: int, threshold: float, g: float = SAFE_T_PRIOR_VARIANCE) -> float:
     """|t| at which :func:`safe_t_evalue` equals ``threshold``; inf when it never does.
 

@@ -497,6 +497,12 @@ CASES: dict[str, Case] = {
         "max_seeds >= 3",
         ("seeds = 1", 'seeds = 3\nstopping = "anytime"\nmax_seeds = 2'),
     ),
+    "study-anytime-cannot-decide": study_case(
+        "`evaluate.max_seeds` = 4 can never give a verdict: with 1 confirmatory comparisons at "
+        "alpha 0.05, the anytime test's e-value must reach m/alpha = 20, and after 4 seeds it "
+        "cannot exceed 11.2",
+        ("seeds = 1", 'seeds = 3\nstopping = "anytime"\nmax_seeds = 4'),
+    ),
     "study-alpha-out-of-range": study_case(
         "`analysis.alpha` must be in (0.0, 0.5)", ("[evaluate]", ANALYSIS.format("alpha = 5"))
     ),

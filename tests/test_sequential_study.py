@@ -174,11 +174,11 @@ def test_an_interrupted_anytime_study_resumes_without_losing_or_repeating_a_run(
 
 def test_raising_max_seeds_after_an_inconclusive_stop_adds_seeds_after_the_last(tmp_path):
     train = scored_train(effect=0.0, noise=0.02)
-    run_study(write(tmp_path, max_seeds=4), tmp_path / "results", train_fn=train)
+    run_study(write(tmp_path, max_seeds=5), tmp_path / "results", train_fn=train)
     root = tmp_path / "results" / "sequential"
-    assert {s for _, s in evaluation_seeds(root)} == set(range(4))
-    run_study(write(tmp_path, max_seeds=6), tmp_path / "results", train_fn=train)
+    assert {s for _, s in evaluation_seeds(root)} == set(range(5))
+    run_study(write(tmp_path, max_seeds=7), tmp_path / "results", train_fn=train)
     runs = evaluation_seeds(root)
-    assert {s for _, s in runs} == set(range(6)) and set(runs.values()) == {1}
+    assert {s for _, s in runs} == set(range(7)) and set(runs.values()) == {1}
     log = (root / "budget_changes.jsonl").read_text()
     assert "evaluate.max_seeds" in log

@@ -8,7 +8,13 @@ import pytest
 from scipy import integrate, optimize
 from scipy import stats as scipy_stats
 
-from cce_bench.stats import StatsInputError, anytime_paired_t, safe_t_evalue
+from cce_bench.stats import (
+    StatsInputError,
+    anytime_min_seeds,
+    anytime_paired_t,
+    safe_t_ceiling,
+    safe_t_evalue,
+)
 
 
 def bayes_factor_by_integration(t: float, n: int, g: float = 1.0) -> float:
@@ -127,3 +133,16 @@ def test_anytime_paired_t_rejects_impossible_inputs():
         anytime_paired_t([0.1, 0.2], alpha=1.5)
     with pytest.raises(StatsInputError, match="finite"):
         anytime_paired_t([0.1, math.nan], alpha=0.05)
+
+
+@pytest.mark.parametrize(("alpha", "m", "expected"), [(0.05, 1, 5), (0.05, 4, 6), (0.01, 8, 8)])
+def test_below_the_minimum_seeds_no_difference_can_be_decided_and_at_it_one_can(alpha, m, expected):
+    needed = anytime_min_seeds(alpha, m)
+    assert needed == expected
+    rng = np.random.default_rng(0)
+    # Differences as consistent as real ones get: 10 pp, spread 0.1 pp.
+    huge = 0.10 + 0.001 * rng.standard_normal(needed)
+    short = anytime_paired_t(huge[: needed - 1], alpha, m)
+    assert not short["reject"] and short["cs_low"] == -math.inf
+    assert safe_t_ceiling(needed - 1) < m / alpha <= safe_t_ceiling(needed)
+    assert anytime_paired_t(huge, alpha, m)["reject"]

@@ -275,6 +275,28 @@ class _StudyChecks:
                 f"`evaluate.max_seeds` = {evaluate.max_seeds} is below `evaluate.seeds` = "
                 f"{evaluate.seeds}, the first look; set max_seeds >= {evaluate.seeds}",
             )
+        self._anytime_can_decide(spec)
+
+    def _anytime_can_decide(self, spec: StudySpec) -> None:
+        """Refuse an anytime design that can only end "inconclusive": the safe t-test's e-value
+        has a ceiling that grows with the seeds, and below ``anytime_min_seeds`` it stays under
+        the family's threshold m / alpha whatever the runs give."""
+        from cce_bench.stats import anytime_min_seeds, safe_t_ceiling
+
+        evaluate, alpha = spec.evaluate, spec.analysis.alpha
+        m = len(spec.models.backbones) * len(spec.analysis.compared_arms(spec.losses))
+        needed = anytime_min_seeds(alpha, max(m, 1))
+        if evaluate.max_seeds is not None and evaluate.max_seeds < needed:
+            raise self.fail(
+                "evaluate.max_seeds",
+                f"`evaluate.max_seeds` = {evaluate.max_seeds} can never give a verdict: with "
+                f"{m} confirmatory comparisons at alpha {alpha:g}, the anytime test's e-value "
+                f"must reach m/alpha = {m / alpha:g}, and after {evaluate.max_seeds} seeds it "
+                f"cannot exceed {safe_t_ceiling(evaluate.max_seeds):.3g}, however large the "
+                f"differences; set max_seeds >= {needed} (more to decide anything but the "
+                'largest, most consistent effects), or stopping = "fixed" for a fixed number '
+                "of seeds tested once",
+            )
 
     # -- [analysis] ----------------------------------------------------------------------------
     def analysis(self, spec: StudySpec) -> None:
