@@ -467,11 +467,7 @@ def test_shipped_pretrained_study_loads_with_weights_that_fit(tmp_path: Path) ->
     spec = load_study(copy, data_path=tmp_path)
     assert spec.models.initialisation("efficientnet_lite0@imagenet") == tmp_path / "w.safetensors"
     assert spec.models.initialisation("efficientnet_lite0@scratch") is False
-    assert (spec.evaluate.stopping, spec.evaluate.seeds, spec.evaluate.max_seeds) == (
-        "anytime",
-        3,
-        5,
-    )
+    assert (spec.evaluate.stopping, spec.evaluate.seeds) == ("fixed", 3)
 
 
 def test_shipped_real_data_study_asks_for_data(tmp_path: Path) -> None:

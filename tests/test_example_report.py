@@ -1,8 +1,10 @@
-"""The committed example report is what its committed runs give: rebuilding it changes nothing.
+"""The committed example reports are what their committed runs give: rebuilding changes nothing.
 
-``docs/example-report`` carries its stored runs (records, predictions, split, study, Optuna
-storage) so that a reader can rebuild the report and check the test-set bootstrap; this proves
-that the files there are the whole input and that the build is deterministic.
+``docs/example-report`` (from scratch) and ``docs/example-report-pretrained`` (ImageNet weights
+beside the same backbone from scratch) carry their stored runs (records, predictions, split,
+study, Optuna storage) so that a reader can rebuild each report and check the test-set
+bootstrap; this proves that the files there are the whole input and that the build is
+deterministic.
 """
 
 from __future__ import annotations
@@ -11,10 +13,13 @@ import shutil
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from cce_bench.report import build_report
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "example-report"
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+EXAMPLE = DOCS / "example-report"
+PRETRAINED = DOCS / "example-report-pretrained"
 #: Files whose every byte follows from the records (formatted numbers, copied values, means of
 #: five seeds), and ``stats.csv``, whose full-precision test-set bootstrap sums thousands of
 #: values: SIMD kernels of other CPUs may round those sums differently in the last bits, so it
@@ -24,18 +29,21 @@ NUMERIC = "stats.csv"
 BUILT = (*EXACT, NUMERIC)
 
 
-def test_rebuilding_the_example_report_from_its_stored_runs_gives_the_committed_files(tmp_path):
-    copy = tmp_path / EXAMPLE.name
-    shutil.copytree(EXAMPLE, copy)
+@pytest.mark.parametrize("example", [EXAMPLE, PRETRAINED], ids=lambda path: path.name)
+def test_rebuilding_an_example_report_from_its_stored_runs_gives_the_committed_files(
+    tmp_path, example
+):
+    copy = tmp_path / example.name
+    shutil.copytree(example, copy)
     for name in BUILT:
         (copy / name).unlink()
     build_report(copy)
     for name in EXACT:
-        assert (copy / name).read_bytes() == (EXAMPLE / name).read_bytes(), name
+        assert (copy / name).read_bytes() == (example / name).read_bytes(), name
     pd.testing.assert_frame_equal(
-        pd.read_csv(copy / NUMERIC), pd.read_csv(EXAMPLE / NUMERIC), rtol=1e-9, atol=0.0
+        pd.read_csv(copy / NUMERIC), pd.read_csv(example / NUMERIC), rtol=1e-9, atol=0.0
     )
-    committed = sorted(p.name for p in (EXAMPLE / "figures").iterdir())
+    committed = sorted(p.name for p in (example / "figures").iterdir())
     assert sorted(p.name for p in (copy / "figures").iterdir()) == committed
 
 
@@ -46,3 +54,12 @@ def test_the_example_answers_under_its_plan_with_a_family_of_four():
     assert "4 comparisons, Holm at α = 0.05" in answer
     assert answer.count("- **resnet") == 4
     assert "98.75% CI" in answer and "with test-set sampling" in answer
+
+
+def test_the_pretrained_example_names_each_initialisation_and_its_weights():
+    study = (PRETRAINED / "report.md").read_text().split("## Study")[1].split("\n## ")[0]
+    digest = "2b4a5f7e9a1870e2c41efd811c5b04f7e5843b32900a338e3f181204a324f9c6"
+    assert "| `efficientnet_lite0@imagenet` | weights from `" in study
+    assert f"SHA-256 `{digest}`" in study
+    assert "| `efficientnet_lite0@scratch` | random initialisation |" in study
+    assert study.count("(ImageNet's)") == 2
