@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cce_bench.report import build_report
+from cce_bench.report import build_report, significance_as_dict, significance_table
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 EXAMPLE = DOCS / "example-report"
@@ -63,3 +63,13 @@ def test_the_pretrained_example_names_each_initialisation_and_its_weights():
     assert f"SHA-256 `{digest}`" in study
     assert "| `efficientnet_lite0@scratch` | random initialisation |" in study
     assert study.count("(ImageNet's)") == 2
+
+
+def test_the_pretrained_example_says_its_verdicts_are_the_anytime_designs():
+    """Its fixed-n p-values reach 0.002 while its anytime verdicts are all "inconclusive": what
+    a script reads must say which of the two the Verdict column is."""
+    table = significance_table(PRETRAINED)
+    data = significance_as_dict(PRETRAINED / "report.md", table)
+    assert data["adjustment"] == "Holm over the confirmatory family of 4"
+    assert data["verdict"].startswith("anytime design") and "not the verdict" in data["verdict"]
+    assert {row["Verdict"] for row in data["comparisons"]} == {"inconclusive"}

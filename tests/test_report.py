@@ -550,3 +550,5 @@ def test_significance_as_dict_is_the_cli_table_as_json(built: Path):
     assert len(data["comparisons"]) == len(table)
     assert {row["Comparison"] for row in data["comparisons"]} == {"CCE vs CE", "CCE-tau vs CE"}
     assert data["report"].endswith("report.md") and data["alpha"] == 0.05
+    assert data["adjustment"].startswith("Holm over the confirmatory family of ")
+    assert data["verdict"].startswith("fixed design")

@@ -72,6 +72,11 @@ def render_report(results_dir: Path) -> None:
         "The confirmatory family (the report's Answer): paired over seeds, Holm over the "
         "family, simultaneous intervals; exploratory comparisons are in report.md"
     )
+    if table.attrs.get("stopping") == "anytime":
+        console.print(
+            "Verdicts are the anytime design's (e-values in report.md); the p-values and "
+            "intervals read the same seeds as if their number had been fixed: not the verdict"
+        )
     interval = next(column for column in table.columns if column.endswith("CI, seeds"))
     columns = [interval if column == "CI, seeds" else column for column in TERMINAL_COLUMNS]
     for (backbone, comparison), group in table.groupby(["Backbone", "Comparison"], sort=False):

@@ -211,7 +211,12 @@ def significance_table(results_dir: Path | str) -> pd.DataFrame:
     """
     results = load_results(results_dir)
     answer = judge(results)
-    return confirmatory_display(confirmatory(answer.comparisons), answer.plan, results.arm_labels)
+    table = confirmatory_display(confirmatory(answer.comparisons), answer.plan, results.arm_labels)
+    # What the columns mean depends on the plan: its alpha and family size, and whether the
+    # Verdict column is the anytime design's (then the p-values are the fixed-n reading).
+    table.attrs["plan"] = answer.plan
+    table.attrs["stopping"] = results.spec.evaluate.stopping
+    return table
 
 
 def significance_as_dict(report: Path, table: pd.DataFrame) -> dict[str, object]:
@@ -223,10 +228,22 @@ def significance_as_dict(report: Path, table: pd.DataFrame) -> dict[str, object]
     single-arm study has no rows.
     """
     rows = [{str(key): value for key, value in row.items()} for row in table.to_dict("records")]
+    plan = table.attrs.get("plan")
+    stopping = table.attrs.get("stopping", "fixed")
     return {
         "report": str(report),
-        "alpha": ALPHA,
-        "adjustment": "Holm over every comparison of the report",
+        "alpha": plan.alpha if plan is not None else ALPHA,
+        "adjustment": (
+            f"Holm over the confirmatory family of {plan.size}"
+            if plan is not None
+            else "Holm over the confirmatory family"
+        ),
+        "verdict": (
+            "anytime design (e-value and confidence sequence); p-values and intervals are the "
+            "fixed-n reading of the same seeds, not the verdict"
+            if stopping == "anytime"
+            else "fixed design: the paired tests of the columns"
+        ),
         "comparisons": rows,
     }
 
