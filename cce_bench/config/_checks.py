@@ -284,7 +284,7 @@ class _StudyChecks:
         from cce_bench.stats import anytime_min_seeds, safe_t_ceiling
 
         evaluate, alpha = spec.evaluate, spec.analysis.alpha
-        m = len(spec.models.backbones) * len(spec.analysis.compared_arms(spec.losses))
+        m = spec.family_size()
         needed = anytime_min_seeds(alpha, max(m, 1))
         if evaluate.max_seeds is not None and evaluate.max_seeds < needed:
             raise self.fail(

@@ -368,6 +368,10 @@ class StudySpec(Table):
             return self.data.image_size
         return resolve_backbone(backbone).native_size
 
+    def family_size(self) -> int:
+        """m: backbones x compared arms, the confirmatory family that alpha is divided over."""
+        return len(self.models.backbones) * len(self.analysis.compared_arms(self.losses))
+
     def to_toml(self) -> str:
         """The study as a TOML file that ``load_study`` reads back to an equal spec."""
         return dumps_toml(self.to_dict())

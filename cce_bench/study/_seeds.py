@@ -96,7 +96,7 @@ def comparison_path(
 
 def family_size(spec: StudySpec) -> int:
     """m: backbones x compared arms, the confirmatory family the thresholds divide alpha by."""
-    return len(spec.models.backbones) * len(spec.analysis.compared_arms(spec.losses))
+    return spec.family_size()
 
 
 def describe_decision(spec: StudySpec, arm: str, decided: Look) -> str:
