@@ -16,7 +16,7 @@ from cce_bench.study._driver import (
     run_study,
 )
 from cce_bench.study._progress import ArmProgress, StudyProgress, format_duration, study_status
-from cce_bench.study._seeds import comparison_path, family_size, released_seeds
+from cce_bench.study._seeds import comparison_path, released_seeds
 
 __all__ = [
     "Arm",
@@ -26,7 +26,6 @@ __all__ = [
     "StudyProgress",
     "check_tuning_split",
     "comparison_path",
-    "family_size",
     "format_duration",
     "load_study_data",
     "released_seeds",

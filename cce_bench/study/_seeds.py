@@ -94,11 +94,6 @@ def comparison_path(
     )
 
 
-def family_size(spec: StudySpec) -> int:
-    """m: backbones x compared arms, the confirmatory family the thresholds divide alpha by."""
-    return spec.family_size()
-
-
 def describe_decision(spec: StudySpec, arm: str, decided: Look) -> str:
     """'cce_tau vs ce: ce better at 7 seeds' (effects named by the metric's direction)."""
     from cce_bench.metrics import HIGHER_IS_BETTER
@@ -151,7 +146,7 @@ class SeedSchedule:
 
     def comparison_paths(self) -> dict[str, list[Look]]:
         """Per compared arm that can be judged (neither side excluded): its looks so far."""
-        records, m = self.records(), family_size(self.spec)
+        records, m = self.records(), self.spec.family_size()
         return {
             arm: comparison_path(self.spec, self.backbone, arm, records, m)
             for arm in self.spec.analysis.compared_arms(self.spec.losses)
