@@ -32,10 +32,14 @@ run: setup
 
 # The numeric tests run a second time on PyTorch's AVX2 kernels: they round differently from the
 # AVX-512 ones, and a tolerance that only holds on one instruction set fails on the other CPU.
+# Two pytest workers (pytest-xdist), each taking whole test files (--dist loadfile), so a module's
+# fixtures are built once, in one worker. They are safe side by side: each local Ray is a Ray of
+# its own (never joining another worker's or the cluster test's), in its own temp folder.
+PYTEST_WORKERS ?= 2
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
 	ATEN_CPU_CAPABILITY=avx2 $(BIN)/pytest -q -p no:cacheprovider tests/test_losses.py tests/test_metrics.py
 
 # The suite must not depend on the machine's speed: run it while a CPU-bound process holds one

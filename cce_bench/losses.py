@@ -4,7 +4,9 @@ Every loss takes ``logits`` ``[N, C]`` (any float dtype) and ``target`` ``[N]`` 
 indices and returns a float32 loss (float64 for float64 logits): float16/bfloat16 logits from
 autocast are upcast first, because exp and log-sum-exp in half precision lose the small
 probabilities a loss is made of. Every loss is reachable by the name a study file uses,
-``get_loss("cce_tau", tau=0.5)``; adding one is one factory decorated with :func:`register_loss`.
+``get_loss("cce_tau", tau=0.5)``; adding one is one factory decorated with :func:`register_loss`
+(the registry lives in :mod:`cce_bench.loss_registry`, which imports no torch, so that a study
+file's loss names are checked without it; this module re-exports its functions).
 
 Input checks run on every training step, so they stay cheap: shapes and dtypes are metadata, and
 the target range is one ``aminmax`` on CPU. On an accelerator the range is asserted on the device
@@ -14,17 +16,22 @@ sync; a bad target there fails as a device-side assert, as in ``F.cross_entropy`
 
 from __future__ import annotations
 
-import inspect
 import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from cce_bench.errors import LossInputError, UnknownNameError, did_you_mean
+from cce_bench.errors import LossInputError
+from cce_bench.loss_registry import (
+    LossParameterError,
+    available_losses,
+    get_loss,
+    register_loss,
+    tunable_parameters,
+)
 
 __all__ = [
     "CCELoss",
@@ -44,10 +51,6 @@ __all__ = [
 
 #: The values ``reduction`` takes, as in ``torch.nn.functional.cross_entropy``.
 REDUCTIONS = ("mean", "sum", "none")
-
-
-class LossParameterError(LossInputError):
-    """A loss was asked for with a parameter it does not take, or a value outside its range."""
 
 
 def _check_reduction(reduction: str) -> None:
@@ -328,106 +331,3 @@ class LabelSmoothingLoss(_LossModule):
 
     def __init__(self, epsilon: float = 0.1, *, reduction: str = "mean") -> None:
         super().__init__(label_smoothing_loss, reduction, epsilon=epsilon)
-
-
-@dataclass(frozen=True)
-class _RegisteredLoss:
-    factory: Callable[..., nn.Module]
-    parameters: tuple[str, ...]
-    tunable: Mapping[str, tuple[float, float]]
-
-
-_REGISTRY: dict[str, _RegisteredLoss] = {}
-
-
-def register_loss(
-    name: str, *, tunable: Mapping[str, tuple[float, float]] | None = None
-) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Register ``factory(**params) -> nn.Module`` under ``name``, the name study files use.
-
-    The factory's keyword arguments are the loss's parameters; ``tunable`` gives the default
-    Optuna search range of those a study may tune.
-
-    Example:
-        >>> @register_loss("ce_sum_example")
-        ... def _ce_sum() -> nn.Module:
-        ...     return CELoss(reduction="sum")
-        >>> "ce_sum_example" in available_losses()
-        True
-        >>> del _REGISTRY["ce_sum_example"]
-    """
-    tunable = dict(tunable or {})
-
-    def decorate(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        parameters = tuple(inspect.signature(factory).parameters)
-        if name in _REGISTRY:
-            raise ValueError(f"loss {name!r} is already registered")
-        if not set(tunable) <= set(parameters):
-            raise ValueError(f"loss {name!r}: tunable {sorted(tunable)} not in {parameters}")
-        _REGISTRY[name] = _RegisteredLoss(factory, parameters, tunable)
-        return factory
-
-    return decorate
-
-
-def _lookup(name: str) -> _RegisteredLoss:
-    if name not in _REGISTRY:
-        hint = did_you_mean(name, _REGISTRY)
-        raise UnknownNameError(f"unknown loss {name!r}; known: {', '.join(_REGISTRY)}.{hint}")
-    return _REGISTRY[name]
-
-
-def available_losses() -> list[str]:
-    """Names of the registered losses, in registration order."""
-    return list(_REGISTRY)
-
-
-def tunable_parameters(name: str) -> dict[str, tuple[float, float]]:
-    """The parameters Optuna tunes for loss ``name`` and their default search ranges."""
-    return dict(_lookup(name).tunable)
-
-
-def get_loss(name: str, **params: float) -> nn.Module:
-    """Build the loss registered as ``name`` with ``params`` (e.g. ``get_loss("focal", gamma=2)``).
-
-    Raises:
-        UnknownNameError: ``name`` is not registered (the message suggests the closest name).
-        LossParameterError: a parameter the loss does not take, or a value out of its range.
-    """
-    entry = _lookup(name)
-    for key in params:
-        if key not in entry.parameters:
-            takes = ", ".join(entry.parameters) or "no parameters"
-            others = [other for other, e in _REGISTRY.items() if key in e.parameters]
-            hint = f" Loss {others[0]!r} takes {key!r}." if others else ""
-            raise LossParameterError(f"loss {name!r} takes {takes}, not {key!r}.{hint}")
-    return entry.factory(**params)
-
-
-@register_loss("ce")
-def _ce() -> nn.Module:
-    return CELoss()
-
-
-@register_loss("cce")
-def _cce() -> nn.Module:
-    """The paper's CCE: tau fixed at 0."""
-    return CCELoss(tau=0.0)
-
-
-@register_loss("cce_tau", tunable={"tau": (-1.0, 1.5)})
-def _cce_tau(tau: float = 0.0) -> nn.Module:
-    """CCE with the threshold tau as a parameter; tau = 0 is the paper, -1 keeps most negatives."""
-    return CCELoss(tau=tau)
-
-
-@register_loss("focal", tunable={"gamma": (0.5, 5.0)})
-def _focal(gamma: float = 2.0) -> nn.Module:
-    """Focal loss; the range covers Lin et al.'s ablation (gamma 0.5 to 5)."""
-    return FocalLoss(gamma)
-
-
-@register_loss("label_smoothing", tunable={"epsilon": (0.0, 0.3)})
-def _label_smoothing(epsilon: float = 0.1) -> nn.Module:
-    """Label smoothing; Szegedy et al. use 0.1, the range brackets it."""
-    return LabelSmoothingLoss(epsilon)

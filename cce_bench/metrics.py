@@ -17,6 +17,9 @@ into the flat, JSON-able dictionary a run record stores.
 
 Every class counts even when it is absent from the evaluated part or never predicted: the class
 set comes from ``num_classes`` / ``class_names``, never from the labels seen.
+
+scikit-learn (with scipy and pandas, about 1 s) is imported inside the functions that score, so
+that a study file's check, which reads only the metric names below, imports none of it.
 """
 
 from __future__ import annotations
@@ -26,14 +29,6 @@ import warnings
 
 import numpy as np
 from numpy.typing import ArrayLike
-from sklearn.metrics import (
-    accuracy_score,
-    balanced_accuracy_score,
-    confusion_matrix,
-    f1_score,
-    multilabel_confusion_matrix,
-    roc_auc_score,
-)
 
 from cce_bench.data.labeled import CONFUSED_PAIRS
 from cce_bench.errors import ResultsError
@@ -140,6 +135,8 @@ def paper_metrics(
         ``{"accuracy", "sensitivity", "precision", "specificity": float, "undefined": [str]}``.
     """
     y_true, y_pred = _check_pair(y_true, y_pred, num_classes)
+    from sklearn.metrics import multilabel_confusion_matrix  # imported late: see the module note
+
     # multilabel_confusion_matrix[c] = [[TN, FP], [FN, TP]] for class c against the rest.
     per_class = multilabel_confusion_matrix(y_true, y_pred, labels=list(range(num_classes)))
     sums = {"accuracy": 0.0, "sensitivity": 0.0, "precision": 0.0, "specificity": 0.0}
@@ -169,6 +166,8 @@ def _macro_auc(y_true: np.ndarray, proba: np.ndarray) -> float:
     A class absent from ``y_true`` (or the only class present) has no ROC curve, so it is left
     out rather than counted as 0.5 or 0; NaN when no class qualifies.
     """
+    from sklearn.metrics import roc_auc_score
+
     aucs = [
         roc_auc_score(y_true == c, proba[:, c])
         for c in range(proba.shape[1])
@@ -195,6 +194,8 @@ def classification_metrics(
       is undefined, and 0 would read as "every such lesion missed").
     * ``confusion_matrix`` is an int array ``[C, C]``, rows true, columns predicted.
     """
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score
+
     y_true, y_pred = _check_pair(y_true, y_pred, num_classes)
     proba = np.asarray(proba, dtype=np.float64)
     if proba.shape != (y_true.size, num_classes):

@@ -89,11 +89,11 @@ def _alias_key(name: str) -> str:
 _ALIASES: dict[str, str] = {_alias_key(key): key for key in PAPER_BACKBONES}
 
 
-@functools.cache
 def _timm_model_names() -> frozenset[str]:
-    import timm
+    """timm's names from the per-version catalogue, so that checking a name imports no timm."""
+    from cce_bench.timm_catalogue import timm_catalogue
 
-    return frozenset(timm.list_models())
+    return timm_catalogue().architectures
 
 
 def _pretrained_cfg(timm_name: str):  # -> timm PretrainedCfg | None
@@ -143,12 +143,13 @@ def resolve_backbone(name: str) -> BackboneInfo:
             f"unknown backbone {name!r}: not one of the paper's four "
             f"({', '.join(PAPER_BACKBONES)}) nor a timm model name; {hint}"
         )
-    cfg = _pretrained_cfg(name)
-    if cfg is None or not cfg.input_size:
+    from cce_bench.timm_catalogue import timm_catalogue
+
+    sizes = timm_catalogue().input_sizes(name)
+    if sizes is None:
         return BackboneInfo(name, name, DEFAULT_NATIVE_SIZE, DEFAULT_MIN_SIZE)
-    native = int(cfg.input_size[-1])
-    minimum = int(cfg.min_input_size[-1]) if cfg.min_input_size else DEFAULT_MIN_SIZE
-    fixed = bool(cfg.fixed_input_size)
+    native, fixed = sizes.native, sizes.fixed
+    minimum = sizes.minimum if sizes.minimum is not None else DEFAULT_MIN_SIZE
     return BackboneInfo(name, name, native, native if fixed else min(minimum, native), fixed)
 
 

@@ -9,18 +9,59 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("CCE_BENCH_CACHE_DIR", os.path.join(os.getcwd(), ".cache", "test-cache"))
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    """One local Ray (2 CPUs) per test module that asks for it; its start costs ~7 s here.
+@pytest.fixture(scope="session")
+def _ray_for_the_session():
+    """Shuts the shared local Ray down when the session (or xdist worker) ends."""
+    yield
+    import sys
 
-    Shut down after the module, so that every module starts from a process without Ray (a Ray
-    left running would make ``start_ray`` reuse it instead of joining another cluster).
-    """
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
+
+
+def _ensure_local_ray() -> None:
     import ray
 
     from cce_bench.study._executor import start_ray
 
-    started = start_ray(None, num_cpus=2)
+    if not ray.is_initialized():
+        start_ray(None, num_cpus=2)
+
+
+@pytest.fixture(scope="module")
+def ray_local(_ray_for_the_session):
+    """A local Ray (2 CPUs) shared by every module that asks for it: its start costs ~7 s, paid
+    once per session (per xdist worker) instead of once per module.
+
+    Started again when a test before shut it down (a test that needs another Ray, such as one
+    with pretend GPUs, shuts the shared one down first). It is always a Ray of its own
+    (``start_ray`` starts local Rays with ``address="local"``), so it never joins the two-node
+    cluster that ``test_cluster`` starts, nor another worker's Ray.
+    """
+    _ensure_local_ray()
     yield
-    if started:
-        ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def finished_study(_ray_for_the_session, tmp_path_factory):
+    """`cce-bench run tiny.toml`, in-process, once per session: (study file, results folder,
+    what it printed). A real Ray study (about 8 runs); every module that only reads a finished
+    study reads this one. A test that resumes, extends or breaks a study works on a copy
+    (``shutil.copytree``), so the folder stays as the run left it for the other readers.
+    """
+    import contextlib
+    import io
+
+    from studies_for_tests import write_study
+
+    from cce_bench.cli import main
+
+    _ensure_local_ray()
+    folder = tmp_path_factory.mktemp("shared-study")
+    study = write_study(folder)
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output), pytest.raises(SystemExit) as exit_info:
+        main(["run", str(study), "--results-dir", str(folder / "results")])
+    assert exit_info.value.code == 0, output.getvalue()
+    return study, folder / "results" / "tiny", output.getvalue()

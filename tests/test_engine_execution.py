@@ -201,6 +201,18 @@ def test_a_local_ray_that_misses_its_start_up_window_is_started_again(monkeypatc
     assert len(calls) == 2 and calls[1]["num_cpus"] == 2
 
 
+def test_a_local_ray_never_joins_a_running_cluster(monkeypatch):
+    """A bare ``ray.init()`` joins the last ``ray start`` cluster on the machine; "local" never."""
+    import ray
+
+    from cce_bench.study import _executor as execution
+
+    calls = []
+    monkeypatch.setattr(ray, "init", lambda **options: calls.append(options))
+    execution._init_local_ray(1, {})
+    assert calls == [{"address": "local", "num_cpus": 1}]
+
+
 def test_a_local_ray_that_fails_otherwise_is_not_retried(monkeypatch):
     import ray
 

@@ -1,13 +1,18 @@
 """Every bad input in docs/errors.md, run through the CLI as a user would.
 
 One row of docs/errors.md is one case here, keyed by the row's id. Each case builds its bad files
-in a fresh folder, runs ``cce-bench`` there in a subprocess (so the exit code and stderr are the
-real ones) and checks what the catalogue promises: exit code 2, exactly one line on stderr that
-holds the documented message's key part, no traceback, and nothing written to the results folder
-(or, for ``cce-bench data``, to the cache). A row without a case, or a case without a row, fails.
+in a fresh folder, runs ``cce-bench`` there, and checks what the catalogue promises: exit code 2,
+exactly one line on stderr that holds the documented message's key part, no traceback, and
+nothing written to the results folder (or, for ``cce-bench data``, to the cache). A row without a
+case, or a case without a row, fails.
 
-Cost: a CLI start is 0.3 s to 6 s (imports: torch, optuna, ray), the three cases that start Ray
-15-20 s, so the selected cases run at once in a small thread pool (``WORKERS``).
+Most cases run in this process, through the console script's own ``main`` inside Typer's
+``CliRunner`` isolation (its stdin, stdout, stderr and environment), one after another on the
+main thread: a CLI start in a subprocess costs 0.3 s to 6 s of imports, which here are paid once.
+A handful run the installed ``cce-bench`` in a real subprocess, so that the exit code, stderr and
+the absence of a traceback are also proven end to end (``IN_SUBPROCESS``), and so do the cases
+that start Ray (15-20 s each, and a Ray left in this process would be joined by later tests) or
+cap the file size with ``ulimit``; those run at once in a small thread pool (``WORKERS``).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import socket
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -30,6 +36,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from download_server import Served, dermamnist_file, serving, zip_of
+from typer.testing import CliRunner
+
+from cce_bench.cli import main as cli_main
 
 CATALOGUE = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
 #: Four at once: a CLI start is mostly imports and Ray's start-up partly waiting; on the shared
@@ -45,6 +54,12 @@ DEFAULT_LIMIT_S = 300.0
 LOCK_FILE = ".lock"
 #: An NVIDIA driver is loaded (cheaper to ask than importing torch at collection time).
 GPU_PRESENT = Path("/dev/nvidiactl").exists()
+
+#: Cases run through the installed console script in a subprocess although they could run here:
+#: one per kind of command (a study file, a flag, a download, a busy results folder).
+IN_SUBPROCESS = frozenset(
+    {"study-invalid-toml", "flag-unknown-option", "download-not-found", "results-in-use"}
+)
 
 Content = str | bytes | Callable[[Path], None]
 Hold = Callable[[Path], contextlib.AbstractContextManager[dict[str, str]]]
@@ -74,6 +89,10 @@ class Case:
     needs_no_gpu: bool = False
     env: dict[str, str] = field(default_factory=dict)
     max_file_kb: int | None = None
+
+    def in_subprocess(self, case_id: str) -> bool:
+        """Ray's start and ``ulimit`` need a process of their own; the rest may run here."""
+        return self.starts_ray or self.max_file_kb is not None or case_id in IN_SUBPROCESS
 
 
 @dataclass(frozen=True)
@@ -919,16 +938,51 @@ def run_cli(
         return None, stdout, stderr, True
 
 
-def run_case(case: Case, case_dir: Path) -> Outcome:
+def run_cli_in_process(
+    case_dir: Path, argv: list[str], extra_env: dict[str, str]
+) -> tuple[int | None, str, str, bool]:
+    """The console script's ``main`` in this process, in ``case_dir`` with a private cache.
+
+    A bug's traceback lands in the returned stderr (so the test's no-traceback check fails with
+    it), and a Ray this case left running is shut down and reported the same way.
+    """
+    env = {"CCE_BENCH_CACHE_DIR": str(case_dir / "cache"), **extra_env}
+    previous = Path.cwd()
+    bug = ""
+    with CliRunner().isolation(env=env) as (stdout, stderr, _output):
+        os.chdir(case_dir)
+        try:
+            cli_main(list(argv))
+            code = 0
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
+        except Exception:
+            code, bug = 1, traceback.format_exc()
+        finally:
+            os.chdir(previous)
+            sys.stdout.flush()
+            sys.stderr.flush()
+        out, err = stdout.getvalue().decode(), stderr.getvalue().decode()
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
+        bug += "Traceback (most recent call last): the case left Ray running in the test process"
+    return code, out, err + bug, False
+
+
+def run_case(case: Case, case_dir: Path, *, in_subprocess: bool) -> Outcome:
     with contextlib.ExitStack() as stack:
         values = stack.enter_context(case.hold(case_dir)) if case.hold else {}
         before = snapshot(case_dir / case.output)
         argv = [part.format(**values) for part in case.argv]
         env = {key: value.format(**values) for key, value in case.env.items()}
         started = time.monotonic()
-        code, stdout, stderr, timed_out = run_cli(
-            case_dir, argv, case.limit_s, env, case.max_file_kb
-        )
+        if in_subprocess:
+            code, stdout, stderr, timed_out = run_cli(
+                case_dir, argv, case.limit_s, env, case.max_file_kb
+            )
+        else:
+            code, stdout, stderr, timed_out = run_cli_in_process(case_dir, argv, env)
         seconds = time.monotonic() - started
     written = changes(before, snapshot(case_dir / case.output))
     return Outcome(code, stdout, stderr, seconds, timed_out, written)
@@ -936,15 +990,28 @@ def run_case(case: Case, case_dir: Path) -> Outcome:
 
 @pytest.fixture(scope="module")
 def outcomes(request, tmp_path_factory) -> Iterator[dict[str, Future[Outcome]]]:
-    """Start every selected case at once; each test then waits for its own."""
+    """Start every selected subprocess case at once; each test then waits for its own, and
+    runs an in-process case itself, while the subprocess cases go on in the pool."""
     futures: dict[str, Future[Outcome]] = {}
     with ThreadPoolExecutor(WORKERS) as pool:
         for case_id in _selected_case_ids(request):
+            case = CASES[case_id]
+            if not case.in_subprocess(case_id):
+                continue
             case_dir = tmp_path_factory.mktemp(case_id)
             # On this thread: the file writers import torch and PIL, which must not race.
-            write_files(case_dir, CASES[case_id].files)
-            futures[case_id] = pool.submit(run_case, CASES[case_id], case_dir)
+            write_files(case_dir, case.files)
+            futures[case_id] = pool.submit(run_case, case, case_dir, in_subprocess=True)
         yield futures
+
+
+def outcome_of(case_id: str, outcomes: dict[str, Future[Outcome]], tmp_path: Path) -> Outcome:
+    """The subprocess case's result from the pool, or the in-process case run now."""
+    if case_id in outcomes:
+        return outcomes[case_id].result()
+    case = CASES[case_id]
+    write_files(tmp_path, case.files)
+    return run_case(case, tmp_path, in_subprocess=False)
 
 
 def _selected_case_ids(request) -> list[str]:
@@ -997,11 +1064,11 @@ def _params() -> list:
 
 
 @pytest.mark.parametrize("case_id", _params())
-def test_bad_input_exits_2_with_its_documented_line_and_writes_nothing(case_id, outcomes):
+def test_bad_input_exits_2_with_its_documented_line_and_writes_nothing(case_id, outcomes, tmp_path):
     case = CASES[case_id]
     documented = catalogue_rows().get(case_id, {}).get("message", "")
     assert case.expect in documented, "docs/errors.md's message lacks the part the test checks"
-    outcome = outcomes[case_id].result()
+    outcome = outcome_of(case_id, outcomes, tmp_path)
     assert not outcome.timed_out, f"still running after {case.limit_s:.0f} s"
     lines = outcome.stderr.rstrip("\n").split("\n")
     assert "Traceback (most recent call last)" not in outcome.stderr + outcome.stdout

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cce_bench import losses
+from cce_bench import loss_registry, losses
 from cce_bench.errors import LossInputError, UnknownNameError
 from cce_bench.losses import (
     CCELoss,
@@ -411,10 +411,16 @@ def test_a_decorated_factory_becomes_a_named_loss():
             get_loss("ce_sum_for_test")(logits, target), 8 * ce_loss(logits, target)
         )
     finally:
-        del losses._REGISTRY["ce_sum_for_test"]
+        del loss_registry._REGISTRY["ce_sum_for_test"]
 
 
 def test_docstring_examples_run():
     result = doctest.testmod(losses, extraglobs={"torch": torch})
+    assert result.attempted > 0
+    assert result.failed == 0
+
+
+def test_registry_docstring_examples_run():
+    result = doctest.testmod(loss_registry, extraglobs={"torch": torch})
     assert result.attempted > 0
     assert result.failed == 0

@@ -1,11 +1,11 @@
 """A whole study end to end: real Ray (local, 2 CPUs), real SQLite, real training on tiny data.
 
-The module runs one small study through the CLI once (``finished_study``) and checks what it
-left behind; the other tests resume, extend, prune, and kill a driver mid-study.
+The session's shared study (``finished_study`` in conftest.py, one small study run through the
+CLI once per test session) is checked for what it left behind; the other tests resume, extend,
+prune, and kill a driver mid-study, each in a copy of it or a study of its own.
 """
 
 import contextlib
-import io
 import itertools
 import json
 import shutil
@@ -23,7 +23,6 @@ import pytest
 from optuna.trial import TrialState
 from studies_for_tests import ARMS, arm_trials, finished, kill_session, write_study
 
-from cce_bench.cli import main
 from cce_bench.config import load_study
 from cce_bench.study import check_tuning_split, run_study, study_status
 from cce_bench.study._executor import Executor
@@ -32,18 +31,6 @@ from cce_bench.study.storage import open_storage
 from cce_bench.study.store import ResultsStore, latest_records
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def finished_study(ray_local, tmp_path_factory):
-    """`cce-bench run tiny.toml`, in-process, once: (study file, results folder, its output)."""
-    folder = tmp_path_factory.mktemp("study")
-    study = write_study(folder)
-    output = io.StringIO()
-    with contextlib.redirect_stdout(output), pytest.raises(SystemExit) as exit_info:
-        main(["run", str(study), "--results-dir", str(folder / "results")])
-    assert exit_info.value.code == 0, output.getvalue()
-    return study, folder / "results" / "tiny", output.getvalue()
 
 
 def test_every_arm_tunes_its_budget_and_evaluates_every_seed(finished_study):
@@ -122,8 +109,10 @@ def test_status_counts_trials_and_runs_without_running_anything(finished_study):
     ]
 
 
-def test_rerun_resumes_without_redoing_work(finished_study):
-    study, root, _ = finished_study
+def test_rerun_resumes_without_redoing_work(finished_study, tmp_path):
+    study, shared, _ = finished_study
+    root = tmp_path / "results" / "tiny"
+    shutil.copytree(shared, root)  # the shared study stays as run for the other readers
     trials_before = {arm: finished(t) for arm, t in arm_trials(root).items()}
     records_before = ResultsStore(root).read_runs()
     run_study(load_study(study), root.parent)
@@ -425,7 +414,9 @@ def test_fresh_starts_over_in_a_new_folder_and_is_resumed_there(finished_study, 
 def test_a_study_is_refused_another_storage_than_its_own(finished_study, tmp_path):
     from cce_bench.errors import ResultsError
 
-    study, root, _ = finished_study
+    study, shared, _ = finished_study
+    root = tmp_path / "results" / "tiny"
+    shutil.copytree(shared, root)
     with pytest.raises(ResultsError, match="pass the same --storage"):
         run_study(load_study(study), root.parent, storage=f"sqlite:///{tmp_path}/other.db")
 

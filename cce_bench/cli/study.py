@@ -166,9 +166,12 @@ def _run_phases(
     fresh: bool,
 ) -> StudyOutcome:
     from cce_bench.config import load_study
+
+    # The whole file is checked before the engine (torch, Ray, Optuna, scipy: seconds) is
+    # imported, so a typo is refused at once.
+    spec = load_study(study, data_path=data)
     from cce_bench.study import run_study
 
-    spec = load_study(study, data_path=data)
     view = ProgressView()
     try:
         with view:

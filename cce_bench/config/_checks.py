@@ -25,7 +25,6 @@ from cce_bench.config._weights import check_initialisations
 from cce_bench.config.schema import (
     DataSpec,
     LossesSpec,
-    ModelsSpec,
     ResourcesSpec,
     StudySpec,
     TrainSpec,
@@ -72,13 +71,17 @@ class _StudyChecks:
                 'e.g. name = "my-study"',
             )
         spec = dataclasses.replace(spec, data=self.data(spec.data, data_path))
-        spec = dataclasses.replace(spec, models=self.models(spec))
+        self.models(spec)
         self.losses(spec.losses)
         self.train(spec.train)
         self.tune(spec)
         self.evaluate(spec)
         self.analysis(spec)
-        return dataclasses.replace(spec, resources=self.resources(spec))
+        spec = dataclasses.replace(spec, resources=self.resources(spec))
+        # Last: fitting a weights file to its architecture builds the model (timm, torch:
+        # seconds), so every check that needs only names and numbers refuses a typo first.
+        initialisations = check_initialisations(spec.models, fail=self.fail, resolve=self._resolve)
+        return dataclasses.replace(spec, models=initialisations)
 
     # -- [data] --------------------------------------------------------------------------------
     def data(self, data: DataSpec, data_path: str | os.PathLike[str] | None) -> DataSpec:
@@ -181,7 +184,8 @@ class _StudyChecks:
         return resolved
 
     # -- [models] ------------------------------------------------------------------------------
-    def models(self, spec: StudySpec) -> ModelsSpec:
+    def models(self, spec: StudySpec) -> None:
+        """Backbone names and image sizes, from timm's cached catalogue (no timm import)."""
         backbones = spec.models.backbones
         self._names_listed("models.backbones", backbones, example='["resnet18"]')
         for backbone in backbones:
@@ -195,7 +199,6 @@ class _StudyChecks:
                     check_image_size(backbone, spec.data.image_size)
                 except ModelError as error:
                     raise self.fail("data.image_size", f"`data.image_size`: {error}") from error
-        return check_initialisations(spec.models, fail=self.fail, resolve=self._resolve)
 
     def _names_listed(self, key: str, names: tuple[str, ...], *, example: str) -> None:
         if not names:
@@ -206,7 +209,7 @@ class _StudyChecks:
 
     # -- [losses], [train] ---------------------------------------------------------------------
     def losses(self, losses: LossesSpec) -> None:
-        from cce_bench.losses import available_losses
+        from cce_bench.loss_registry import available_losses
 
         self._names_listed("losses.arms", losses.arms, example='["ce", "cce"]')
         known = available_losses()
@@ -221,7 +224,7 @@ class _StudyChecks:
             )
 
     def train(self, train: TrainSpec) -> None:
-        from cce_bench.data.augment import available_policies
+        from cce_bench.data.augment_policies import available_policies
 
         policies = available_policies()
         if train.augment_policy not in policies:
@@ -238,7 +241,7 @@ class _StudyChecks:
 
     # -- [tune], [resources] -------------------------------------------------------------------
     def tune(self, spec: StudySpec) -> None:
-        from cce_bench.losses import available_losses, tunable_parameters
+        from cce_bench.loss_registry import available_losses, tunable_parameters
         from cce_bench.metrics import HIGHER_IS_BETTER
 
         if spec.tune.metric not in HIGHER_IS_BETTER:
@@ -301,7 +304,7 @@ class _StudyChecks:
     # -- [analysis] ----------------------------------------------------------------------------
     def analysis(self, spec: StudySpec) -> None:
         """The plan names a metric that is tested and arms that are compared with the baseline."""
-        from cce_bench.losses import available_losses
+        from cce_bench.loss_registry import available_losses
         from cce_bench.metrics import DERIVED_METRICS, HIGHER_IS_BETTER
 
         plan, losses = spec.analysis, spec.losses

@@ -233,7 +233,7 @@ class SearchSpace(Table):
 
     def ranges_for(self, arm: str) -> dict[str, Range]:
         """What Optuna tunes for ``arm``: lr, aug_strength and its loss's own parameters."""
-        from cce_bench.losses import tunable_parameters
+        from cce_bench.loss_registry import tunable_parameters
 
         ranges = {"lr": self.lr, "aug_strength": self.aug_strength}
         for name, default in tunable_parameters(arm).items():

@@ -143,12 +143,16 @@ def _init_local_ray(num_cpus: int | None, options: dict[str, Any]) -> None:
     in ``ray/_private/node.py``; no setting raises it), and then raises a bare ``Exception``.
     A laptop or CI runner whose cores are busy with other work can miss that window once; a
     second start then usually succeeds, and losing the whole study to it would be worse.
+
+    ``address="local"`` makes it a new Ray of its own: a bare ``ray.init()`` joins the latest
+    cluster that ``ray start`` left on the machine, so a study without ``--address`` could land
+    on someone else's cluster, and two local studies (or test workers) on each other's.
     """
     import ray
 
     for attempt in range(1, LOCAL_START_ATTEMPTS + 1):
         try:
-            ray.init(num_cpus=num_cpus, **options)
+            ray.init(address="local", num_cpus=num_cpus, **options)
             return
         except Exception as error:
             if "timed out during startup" not in str(error) or attempt == LOCAL_START_ATTEMPTS:
