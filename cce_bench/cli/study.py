@@ -142,15 +142,27 @@ def dashboard(
     host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8080,
     storage: RecordedStorage = None,
+    allow_edits: Annotated[
+        bool,
+        typer.Option(
+            "--allow-edits",
+            help="Let the dashboard delete, rename and annotate studies (default: read-only).",
+        ),
+    ] = False,
 ) -> None:
-    """Serve optuna-dashboard on the study's storage (trials, learning curves) until Ctrl-C."""
+    """Serve optuna-dashboard on the study's storage (trials, learning curves) until Ctrl-C.
+
+    Read-only unless --allow-edits: requests other than GET and HEAD are refused (403)."""
     from cce_bench.study import serve_dashboard
 
     url = f"http://{host}:{port}/"
-    console.print(f"optuna-dashboard on {url} for {escape(str(results_dir))}", soft_wrap=True)
+    mode = "edits allowed" if allow_edits else "read-only"
+    console.print(
+        f"optuna-dashboard on {url} for {escape(str(results_dir))} ({mode})", soft_wrap=True
+    )
     console.file.flush()
     try:
-        serve_dashboard(results_dir, host=host, port=port, storage=storage)
+        serve_dashboard(results_dir, host=host, port=port, storage=storage, allow_edits=allow_edits)
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
 
@@ -243,8 +255,10 @@ def progress_line(progress: StudyProgress) -> str:
 def progress_table(progress: StudyProgress) -> Table:
     """Per arm: trials done/budget, complete (ok), pruned, failed, running, best value, and
     evaluation runs done/total. Sized to fit 80 columns for the quickstart's arm names."""
+    from cce_bench.metrics import metric_scale
     from cce_bench.study import format_duration
 
+    scale, unit = metric_scale(progress.metric)
     title = f"{progress.name}: {progress.results_dir}"
     if progress.elapsed_s:
         elapsed, eta = format_duration(progress.elapsed_s), format_duration(progress.eta_s)
@@ -261,7 +275,7 @@ def progress_table(progress: StudyProgress) -> Table:
     for header in headers:
         table.add_column(header, justify="right", no_wrap=True, min_width=len(header))
     for arm in progress.arms:
-        best = "—" if arm.best_value is None else f"{arm.best_value:.4f}"
+        best = "—" if arm.best_value is None else f"{arm.best_value * scale:.2f}"
         evals = f"{arm.eval_done}/{arm.eval_total}"
         if arm.eval_failed:
             evals += f" ({arm.eval_failed} failed)"
@@ -273,6 +287,7 @@ def progress_table(progress: StudyProgress) -> Table:
         table.add_row(escape(arm.label), *map(str, counts), best, evals)
     table.caption = escape(
         f"ok/pruned/failed: trials; best: validation {progress.metric}"
+        + (f" ({unit})" if unit else "")
         + (f"; last: {progress.event}" if progress.event else "")
     )
     table.caption_justify = "left"
