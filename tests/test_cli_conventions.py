@@ -86,7 +86,7 @@ def test_progress_json_holds_the_tables_numbers():
     data = _progress().to_json_dict()
     ce = data["arms"][0]
     assert (ce["trials"], ce["complete"], ce["pruned"], ce["failed"]) == (3, 2, 1, 0)
-    assert ce["running"] == 2 and ce["best"] == pytest.approx(0.61234)
+    assert ce["running"] == 2 and ce["best"] == pytest.approx(61.234)  # in %, as the report
     assert data["totals"]["trials"] == 5 and data["totals"]["n_trials"] == 8
     assert data["totals"]["evals"]["done"] == 1
     json.dumps(data)  # plain values only

@@ -16,7 +16,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from cce_bench.cli._console import EXIT_BAD_INPUT, console, err_console
+from cce_bench.cli._choices import DatasetName, ResizeModeName, SourceName
+from cce_bench.cli._console import EXIT_BAD_INPUT, console, err_console, print_json
 from cce_bench.data import SYNTHETIC_DIFFICULTY
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ app = typer.Typer(
 
 DatasetPath = Annotated[Path, typer.Argument(help="Dataset folder or file.")]
 Source = Annotated[
-    str | None,
+    SourceName | None,
     typer.Option("--source", help="ham10000, isic2018, dermamnist or hmnist (default: detected)."),
 ]
 Metadata = Annotated[
@@ -43,12 +44,24 @@ Metadata = Annotated[
 ]
 
 
-@app.command("check", epilog="Example: cce-bench data check ~/data/ham10000")
-def check(path: DatasetPath, source: Source = None, metadata: Metadata = None) -> None:
+@app.command("check", epilog="Example: cce-bench data check ~/data/ham10000 (--json: for scripts)")
+def check(
+    path: DatasetPath,
+    source: Source = None,
+    metadata: Metadata = None,
+    json: Annotated[
+        bool, typer.Option("--json", help="Print JSON for scripts instead of the table.")
+    ] = False,
+) -> None:
     """Count images, lesions and classes, list image sizes and problems (exit 2 on problems)."""
     from cce_bench.data.check import check_dataset
 
     result = check_dataset(path, source=source, metadata=metadata)
+    if json:
+        print_json(result.to_json_dict())
+        if not result.ok:
+            raise typer.Exit(EXIT_BAD_INPUT)
+        return
     console.print(f"[bold]{result.source}[/bold]: {escape(str(result.path))}", soft_wrap=True)
     console.print(_check_table(result))
     for warning in result.warnings:
@@ -85,7 +98,8 @@ def prepare(
     source: Source = None,
     metadata: Metadata = None,
     resize_mode: Annotated[
-        str, typer.Option("--resize-mode", help="squash, center_crop or pad to a square.")
+        ResizeModeName,
+        typer.Option("--resize-mode", help="squash, center_crop or pad to a square."),
     ] = "squash",
     cache_dir: Annotated[
         Path | None,
@@ -161,7 +175,7 @@ def synth(
 )
 def download(
     name: Annotated[
-        str | None,
+        DatasetName | None,
         typer.Argument(
             help="ham10000, isic2018-test, dermamnist, dermamnist-64, dermamnist-128 or "
             "dermamnist-224.",
