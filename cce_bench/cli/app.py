@@ -72,7 +72,16 @@ def _root(
 
 
 def report_usage_error(error: Exception) -> None:
-    """Print a command-line usage error as one red line naming the command's --help."""
+    """Print a command-line usage error as one red line naming the command's --help.
+
+    A group called without a command (``cce-bench``, ``cce-bench data``) has printed its help
+    already (Typer's rich help prints as it formats); it gets no error line after it.
+    """
+    if type(error).__name__ == "NoArgsIsHelpError":
+        help_text = error.format_message()
+        if help_text.strip():  # plain click formats the help instead of printing it
+            console.print(help_text, markup=False, highlight=False)
+        return
     context = getattr(error, "ctx", None)
     command = context.command_path if context is not None else "cce-bench"
     message = " ".join(error.format_message().split())
@@ -86,14 +95,14 @@ def _click_exception_types() -> tuple[
 ]:
     """(usage error base, exit, abort) classes of whichever click Typer runs on.
 
-    Typer >= 0.29 vendors its own click (``typer._click``) whose exceptions are not subclasses of
-    the ``click`` package's; older Typer uses ``click`` itself.
+    Typer >= 0.29 vendors its own click whose exceptions are not subclasses of the ``click``
+    package's; older Typer uses ``click`` itself. Either way ``typer.BadParameter`` is one of
+    them, so the base is found among its ancestors, without importing a private module.
     """
-    try:
-        from typer._click.exceptions import ClickException
-    except ImportError:  # Typer < 0.29
-        from click import ClickException
-    return ClickException, typer.Exit, (typer.Abort, KeyboardInterrupt)
+    click_exception = next(
+        base for base in typer.BadParameter.__mro__ if base.__name__ == "ClickException"
+    )
+    return click_exception, typer.Exit, (typer.Abort, KeyboardInterrupt)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -44,18 +44,19 @@ DataPath = Annotated[
     Path | None, typer.Option("--data", help="Dataset path; overrides the study's data.path.")
 ]
 # A storage URL may hold a database password: an environment variable keeps it out of `ps`
-# and the shell's history.
+# and the shell's history. OPTUNA_STORAGE is the one Optuna's own CLI reads; ours comes first.
+STORAGE_VARIABLES = ["CCE_BENCH_STORAGE", "OPTUNA_STORAGE"]
 Storage = Annotated[
     str | None,
     typer.Option(
         "--storage",
-        envvar="CCE_BENCH_STORAGE",
+        envvar=STORAGE_VARIABLES,
         help="Optuna storage URL (default: sqlite in the results folder).",
     ),
 ]
 RecordedStorage = Annotated[
     str | None,
-    typer.Option("--storage", envvar="CCE_BENCH_STORAGE", help="Storage URL, if not recorded."),
+    typer.Option("--storage", envvar=STORAGE_VARIABLES, help="Storage URL, if not recorded."),
 ]
 # RAY_ADDRESS is the variable `ray` itself reads, so a shell set up for Ray needs nothing more.
 Address = Annotated[
