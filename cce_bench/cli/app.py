@@ -4,13 +4,13 @@ mapping from what a command raised to the exit code a shell sees."""
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 
 from cce_bench import __version__
-from cce_bench.cli import data, report, study, train
+from cce_bench.cli import cache, data, report, study, train
 from cce_bench.cli._console import (
     EXIT_BAD_INPUT,
     EXIT_INTERRUPTED,
@@ -36,6 +36,7 @@ app.add_typer(study.app)
 app.add_typer(train.app)
 app.add_typer(report.app)
 app.add_typer(data.app, name="data")
+app.add_typer(cache.app, name="cache")
 
 
 def _version_callback(value: bool) -> None:
@@ -71,7 +72,7 @@ def _root(
     configure_logging(1 if verbose else -1 if quiet else 0)
 
 
-def report_usage_error(error: Exception) -> None:
+def report_usage_error(error: Any) -> None:
     """Print a command-line usage error as one red line naming the command's --help.
 
     A group called without a command (``cce-bench``, ``cce-bench data``) has printed its help
@@ -90,9 +91,7 @@ def report_usage_error(error: Exception) -> None:
     )
 
 
-def _click_exception_types() -> tuple[
-    type[Exception], type[Exception], tuple[type[BaseException], ...]
-]:
+def _click_exception_types() -> tuple[Any, type[typer.Exit], tuple[type[BaseException], ...]]:
     """(usage error base, exit, abort) classes of whichever click Typer runs on.
 
     Typer >= 0.29 vendors its own click whose exceptions are not subclasses of the ``click``

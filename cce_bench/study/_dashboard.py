@@ -77,6 +77,12 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _not_ready(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    """What the server answers before the storage is open (it serves nothing until then)."""
+    start_response("503 Service Unavailable", [("Content-Length", "0")])
+    return []
+
+
 def serve_dashboard(
     results_dir: Path | str,
     *,
@@ -102,7 +108,7 @@ def serve_dashboard(
         address_family = socket.AF_INET6 if ":" in host else socket.AF_INET  # as Bottle does
 
     try:
-        server = make_server(host, port, None, server_class=Server)  # its app is set below
+        server = make_server(host, port, _not_ready, server_class=Server)  # app set below
     except OSError as error:
         raise DashboardError(
             f"optuna-dashboard cannot listen on {host}:{port} ({error.strerror or error}); "

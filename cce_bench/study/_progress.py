@@ -140,7 +140,7 @@ def arm_progress(
     """
     # Under the anytime design the seeds grow look by look: count those released so far.
     seeds = set(released_seeds(spec, arm.backbone, records))
-    counts = dict.fromkeys(_COUNTED_STATES.values(), 0)
+    counts: dict[str, Any] = dict.fromkeys(_COUNTED_STATES.values(), 0)
     bests = []
     for study in studies:
         complete = False
