@@ -130,3 +130,33 @@ def test_status_json_is_still_plain_json(tmp_path, capsys):
     (root / "study.toml").write_text('name = "tiny"\n[data]\nsource = "synthetic"\n')
     assert _exit_code(["status", str(root), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["schema_version"] == 1
+
+
+def _completions(path: list[str], option: str, incomplete: str) -> list[str]:
+    """What shell completion offers for ``option`` of the command at ``path``."""
+    import typer
+
+    from cce_bench.cli import app
+
+    command = typer.main.get_command(app)
+    context = command.make_context("cce-bench", [*path], resilient_parsing=True)
+    for name in path:
+        command = command.get_command(context, name)
+        context = command.make_context(name, [], parent=context, resilient_parsing=True)
+    param = next(p for p in command.params if p.name == option)
+    return [item.value for item in param.shell_complete(context, incomplete)]
+
+
+@pytest.mark.parametrize(
+    ("path", "option", "incomplete", "offered"),
+    [
+        (["train"], "loss", "cce", ["cce", "cce_tau"]),
+        (["train"], "split", "", ["paper", "lesion", "official"]),
+        (["train"], "device", "c", ["cpu", "cuda"]),
+        (["data", "check"], "source", "h", ["ham10000", "hmnist"]),
+        (["data", "download"], "name", "dermamnist-", ["dermamnist-64", "dermamnist-128",
+                                                       "dermamnist-224"]),
+    ],
+)  # fmt: skip
+def test_completion_lists_the_names_an_option_takes(path, option, incomplete, offered):
+    assert _completions(path, option, incomplete) == offered

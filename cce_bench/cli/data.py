@@ -15,7 +15,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from cce_bench.cli._choices import DatasetName, ResizeModeName, SourceName
+from cce_bench.cli._choices import DatasetName, ResizeModeName, SourceName, completion
 from cce_bench.cli._console import EXIT_BAD_INPUT, console, err_console, print_json
 from cce_bench.cli._task_progress import task_progress
 from cce_bench.data import SYNTHETIC_DIFFICULTY
@@ -33,8 +33,12 @@ app = typer.Typer(
 
 DatasetPath = Annotated[Path, typer.Argument(help="Dataset folder or file.")]
 Source = Annotated[
-    SourceName | None,
-    typer.Option("--source", help="ham10000, isic2018, dermamnist or hmnist (default: detected)."),
+    str | None,
+    typer.Option(
+        "--source",
+        help="ham10000, isic2018, dermamnist or hmnist (default: detected).",
+        autocompletion=completion(SourceName),
+    ),
 ]
 Metadata = Annotated[
     Path | None,
@@ -169,8 +173,9 @@ def synth(
 )
 def download(
     name: Annotated[
-        DatasetName | None,
+        str | None,
         typer.Argument(
+            autocompletion=completion(DatasetName),
             help="ham10000, isic2018-test, dermamnist, dermamnist-64, dermamnist-128 or "
             "dermamnist-224.",
             show_default=False,

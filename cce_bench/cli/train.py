@@ -23,6 +23,7 @@ from cce_bench.cli._choices import (
     ResizeModeName,
     SourceName,
     SplitName,
+    completion,
 )
 from cce_bench.cli._console import console, err_console
 from cce_bench.data import SYNTHETIC_N_IMAGES
@@ -58,10 +59,20 @@ SPLIT_SEED = 0
 SYNTHETIC_IMAGE_SIZE = 32
 
 Backbone = Annotated[str, typer.Option(help="timm model name or one of the paper's four.")]
-Loss = Annotated[LossName, typer.Option(help="ce, cce, cce_tau, focal, label_smoothing.")]
+Loss = Annotated[
+    str,
+    typer.Option(
+        help="ce, cce, cce_tau, focal, label_smoothing.", autocompletion=completion(LossName)
+    ),
+]
 Tau = Annotated[float | None, typer.Option(help="Confusion threshold of cce / cce_tau.")]
 Data = Annotated[str, typer.Option(help="`synthetic`, or a dataset folder or file.")]
-Source = Annotated[SourceName | None, typer.Option(help="Source of --data (detected by default).")]
+Source = Annotated[
+    str | None,
+    typer.Option(
+        help="Source of --data (detected by default).", autocompletion=completion(SourceName)
+    ),
+]
 NImages = Annotated[int, typer.Option(help="Images to generate when --data synthetic.")]
 Difficulty = Annotated[
     float | None,
