@@ -114,11 +114,18 @@ def download_dataset(
         job = _Job(dataset, folder, lock, mirror.rstrip("/") if mirror else None, timeout)
         notes = job.run(progress or _silent)
     data = folder / dataset.data_file if dataset.data_file else folder
+    check = check_dataset(data, source=dataset.source)
+    if dataset.images is not None and check.images_found != dataset.images:
+        notes += (
+            f"{dataset.name} was released with {dataset.images:,} images, but {folder} holds "
+            f"{check.images_found:,} readable ones (some copies miss or corrupt one): results on "
+            "it are not comparable with the full set's; fetch a complete copy to compare",
+        )
     return DownloadResult(
         dataset=dataset,
         folder=folder,
         fetched=fetched,
-        check=check_dataset(data, source=dataset.source),
+        check=check,
         next_steps=next_steps(dataset, folder),
         notes=notes,
         lock_file=lock if lock is not None and lock.is_file() else None,
