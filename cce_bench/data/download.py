@@ -199,6 +199,7 @@ class _Job:
         A failure keeps what a retry can use: after a timeout or a dropped connection, the
         bytes received; after any other failure, the files already verified and placed (a
         1.4 GB archive is not fetched again because the next file failed), never the failed one.
+        Verified means matched a published checksum; a file without one is fetched again.
         """
         created = _make_folders(self.folder.parent)
         try:
@@ -294,7 +295,10 @@ class _Job:
         """After a failure that a retry cannot fix: keep the files already verified and placed,
         drop everything else (the failed file's bytes and any partial unpack); the names kept."""
         kept = sorted(path.name.removesuffix(".json") for path in self.placed.glob("*.json"))
-        if not kept:
+        published = {file.name for file in self.dataset.files if file.md5 is not None}
+        # Only files that matched a published checksum count as verified: a file without one
+        # (ISIC's) was only taken on trust, and a retry fetches it again.
+        if not kept or not set(kept) <= published:
             self._discard(created, keep_received=False)
             return []
         shutil.rmtree(self.files, ignore_errors=True)
@@ -423,7 +427,7 @@ def _kept_message(message: str, kept: list[str], staging: Path) -> str:
     )
     if "(nothing was kept)" in message:
         return message.replace("(nothing was kept)", f"({note})")
-    return f"{message} ({note})"
+    return f"{message.replace('nothing was kept', 'nothing of it was kept')} ({note})"
 
 
 def _make_folders(folder: Path) -> list[Path]:
