@@ -1,5 +1,5 @@
 # Two commands on a fresh machine:  `make run` (the quickstart study)  and  `make test`.
-# Setup pins torch/torchvision here only (timm needs a torchvision built for the same torch);
+# Setup pins torch/torchvision in constraints.txt only (timm needs a torchvision built for the same torch);
 # the package itself keeps version ranges.
 #
 # The installer is uv, from the same registry as pip: it unpacks the 5.5 GB of torch wheels in
@@ -20,11 +20,11 @@ export VIRTUAL_ENV := $(abspath $(VENV))
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet uv
-	$(UV) pip install --quiet $(TORCH_INDEXES) torch==2.14.1 torchvision==0.29.1
-	$(UV) pip install --quiet -e ".[dev]"
+	$(UV) pip install --quiet $(TORCH_INDEXES) -c constraints.txt torch torchvision
+	$(UV) pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
 run: setup
@@ -39,6 +39,7 @@ PYTEST_WORKERS ?= 2
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
 	ATEN_CPU_CAPABILITY=avx2 $(BIN)/pytest -q -p no:cacheprovider tests/test_losses.py tests/test_metrics.py
 

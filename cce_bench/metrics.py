@@ -70,6 +70,14 @@ DERIVED_METRICS: dict[str, str] = {
 }
 
 
+def metric_scale(metric: str) -> tuple[float, str]:
+    """(factor, unit) for display: ratios as percent, AUC as it is (0.5 is chance, not 50%).
+
+    The report, ``cce-bench status`` and their JSON all show a metric in this one unit.
+    """
+    return (1.0, "") if metric.endswith("macro_auc") else (100.0, "%")
+
+
 def _class_name(class_names: tuple[str, ...] | list[str] | None, c: int) -> str:
     return str(class_names[c]) if class_names is not None else f"class {c}"
 

@@ -59,8 +59,9 @@ def loopback_only(monkeypatch):
 
 
 def _cli(capsys, *args: str) -> tuple[int, str, str]:
+    """The command's exit code, stdout and stderr; --quiet keeps progress lines off stderr."""
     with pytest.raises(SystemExit) as exit_info:
-        main(["data", "download", *args])
+        main(["--quiet", "data", "download", *args])
     captured = capsys.readouterr()
     return exit_info.value.code, captured.out, captured.err
 
@@ -256,11 +257,11 @@ def test_dataverse_file_names_are_resolved_to_their_current_ids(tmp_path):
     with serving(routes) as server:
         table = catalogue_for(files, dataverse=server.url)
         result = download_dataset("ham10000", tmp_path / "ham", accept_terms=True, datasets=table)
-    assert result.check.ok and result.notes == ()
+    assert result.check.ok and len(result.notes) == 3  # one per file fetched by name
     assert "/api/access/datafile/9003?format=original" in [path for path, _ in server.requests]
 
 
-def test_dataverse_falls_back_to_the_pinned_ids_when_its_file_list_fails(tmp_path):
+def test_dataverse_files_are_fetched_by_their_pinned_ids_without_asking_the_file_list(tmp_path):
     files = ham10000_files()
     routes = {
         LISTING: Served(status=500),
@@ -271,8 +272,8 @@ def test_dataverse_falls_back_to_the_pinned_ids_when_its_file_list_fails(tmp_pat
     with serving(routes) as server:
         table = catalogue_for(files, dataverse=server.url)
         result = download_dataset("ham10000", tmp_path / "ham", accept_terms=True, datasets=table)
-    assert result.check.ok
-    assert len(result.notes) == 1 and "used the pinned file ids" in result.notes[0]
+    assert result.check.ok and result.notes == ()
+    assert LISTING not in [path for path, _ in server.requests]
 
 
 def test_the_terms_are_printed_and_nothing_is_fetched_until_they_are_accepted(
@@ -353,7 +354,8 @@ def test_an_interrupted_unpack_never_looks_finished_and_the_next_command_complet
         assert not target.exists()
         fetched = len(server.requests)
         result = download_dataset("ham10000", target, accept_terms=True, mirror=server.url)
-    assert len(server.requests) == fetched  # every byte was kept: nothing fetched again
+    # Every byte received was kept: only the file not reached before the interrupt is fetched.
+    assert [path for path, _ in server.requests[fetched:]] == ["/HAM10000_metadata.csv"]
     assert result.check.ok and not (tmp_path / ".ham.download").exists()
 
 
@@ -411,7 +413,9 @@ def test_a_size_other_than_the_published_one_is_refused_before_the_body(tmp_path
     assert _entries(tmp_path) == []
 
 
-def test_a_404_exits_2_with_the_fix_and_keeps_nothing(tmp_path, monkeypatch, capsys):
+def test_a_404_exits_2_with_the_fix_and_keeps_only_the_files_already_verified(
+    tmp_path, monkeypatch, capsys
+):
     files = ham10000_files()
     _serve_as_published(monkeypatch, files)
     routes = mirror_routes({k: v for k, v in files.items() if k != "HAM10000_metadata.csv"})
@@ -420,7 +424,9 @@ def test_a_404_exits_2_with_the_fix_and_keeps_nothing(tmp_path, monkeypatch, cap
         code, _, err = _cli(capsys, "ham10000", "--to", str(tmp_path / "ham"), "--accept-terms")
     assert code == 2 and err.count("\n") == 1
     assert "HAM10000_metadata.csv" in err and "404" in err and "put HAM10000_metadata.csv on" in err
-    assert _entries(tmp_path) == []
+    assert "kept the verified HAM10000_images_part_1.zip, HAM10000_images_part_2.zip" in err
+    assert not (tmp_path / "ham").exists()
+    assert not any("metadata" in entry for entry in _entries(tmp_path))
 
 
 def test_a_timeout_exits_2_with_the_fix_and_keeps_nothing(tmp_path, monkeypatch, capsys):
@@ -533,6 +539,7 @@ def test_isic_records_the_first_sha256_and_refuses_a_changed_file_later(tmp_path
         server.routes["/ISIC2018_Task3_Test_GroundTruth.zip"] = Served(zip_of({csv: b"image\n"}))
         with pytest.raises(download.LockMismatchError, match=r"recorded in .*test\.lock\.json"):
             download_dataset("isic2018-test", tmp_path / "again", mirror=server.url)
+    # ISIC publishes no checksum: the file before it was not verified, so nothing is kept.
     assert not (tmp_path / "again").exists() and not (tmp_path / ".again.download").exists()
 
 

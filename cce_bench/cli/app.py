@@ -4,13 +4,13 @@ mapping from what a command raised to the exit code a shell sees."""
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 
 from cce_bench import __version__
-from cce_bench.cli import data, report, study, train
+from cce_bench.cli import cache, data, report, study, train
 from cce_bench.cli._console import (
     EXIT_BAD_INPUT,
     EXIT_INTERRUPTED,
@@ -36,6 +36,7 @@ app.add_typer(study.app)
 app.add_typer(train.app)
 app.add_typer(report.app)
 app.add_typer(data.app, name="data")
+app.add_typer(cache.app, name="cache")
 
 
 def _version_callback(value: bool) -> None:
@@ -71,8 +72,17 @@ def _root(
     configure_logging(1 if verbose else -1 if quiet else 0)
 
 
-def report_usage_error(error: Exception) -> None:
-    """Print a command-line usage error as one red line naming the command's --help."""
+def report_usage_error(error: Any) -> None:
+    """Print a command-line usage error as one red line naming the command's --help.
+
+    A group called without a command (``cce-bench``, ``cce-bench data``) has printed its help
+    already (Typer's rich help prints as it formats); it gets no error line after it.
+    """
+    if type(error).__name__ == "NoArgsIsHelpError":
+        help_text = error.format_message()
+        if help_text.strip():  # plain click formats the help instead of printing it
+            console.print(help_text, markup=False, highlight=False)
+        return
     context = getattr(error, "ctx", None)
     command = context.command_path if context is not None else "cce-bench"
     message = " ".join(error.format_message().split())
@@ -81,19 +91,17 @@ def report_usage_error(error: Exception) -> None:
     )
 
 
-def _click_exception_types() -> tuple[
-    type[Exception], type[Exception], tuple[type[BaseException], ...]
-]:
+def _click_exception_types() -> tuple[Any, type[typer.Exit], tuple[type[BaseException], ...]]:
     """(usage error base, exit, abort) classes of whichever click Typer runs on.
 
-    Typer >= 0.29 vendors its own click (``typer._click``) whose exceptions are not subclasses of
-    the ``click`` package's; older Typer uses ``click`` itself.
+    Typer >= 0.29 vendors its own click whose exceptions are not subclasses of the ``click``
+    package's; older Typer uses ``click`` itself. Either way ``typer.BadParameter`` is one of
+    them, so the base is found among its ancestors, without importing a private module.
     """
-    try:
-        from typer._click.exceptions import ClickException
-    except ImportError:  # Typer < 0.29
-        from click import ClickException
-    return ClickException, typer.Exit, (typer.Abort, KeyboardInterrupt)
+    click_exception = next(
+        base for base in typer.BadParameter.__mro__ if base.__name__ == "ClickException"
+    )
+    return click_exception, typer.Exit, (typer.Abort, KeyboardInterrupt)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -7,8 +7,7 @@ fast.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -16,12 +15,12 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from cce_bench.cli._console import EXIT_BAD_INPUT, console, err_console
+from cce_bench.cli._choices import DatasetName, ResizeModeName, SourceName, completion
+from cce_bench.cli._console import EXIT_BAD_INPUT, console, err_console, print_json
+from cce_bench.cli._task_progress import task_progress
 from cce_bench.data import SYNTHETIC_DIFFICULTY
 
 if TYPE_CHECKING:
-    from rich.progress import TaskID
-
     from cce_bench.data.catalogue import Dataset
     from cce_bench.data.check import DatasetCheck
     from cce_bench.data.download import DownloadResult
@@ -35,7 +34,11 @@ app = typer.Typer(
 DatasetPath = Annotated[Path, typer.Argument(help="Dataset folder or file.")]
 Source = Annotated[
     str | None,
-    typer.Option("--source", help="ham10000, isic2018, dermamnist or hmnist (default: detected)."),
+    typer.Option(
+        "--source",
+        help="ham10000, isic2018, dermamnist or hmnist (default: detected).",
+        autocompletion=completion(SourceName),
+    ),
 ]
 Metadata = Annotated[
     Path | None,
@@ -43,12 +46,24 @@ Metadata = Annotated[
 ]
 
 
-@app.command("check", epilog="Example: cce-bench data check ~/data/ham10000")
-def check(path: DatasetPath, source: Source = None, metadata: Metadata = None) -> None:
+@app.command("check", epilog="Example: cce-bench data check ~/data/ham10000 (--json: for scripts)")
+def check(
+    path: DatasetPath,
+    source: Source = None,
+    metadata: Metadata = None,
+    json: Annotated[
+        bool, typer.Option("--json", help="Print JSON for scripts instead of the table.")
+    ] = False,
+) -> None:
     """Count images, lesions and classes, list image sizes and problems (exit 2 on problems)."""
     from cce_bench.data.check import check_dataset
 
     result = check_dataset(path, source=source, metadata=metadata)
+    if json:
+        print_json(result.to_json_dict())
+        if not result.ok:
+            raise typer.Exit(EXIT_BAD_INPUT)
+        return
     console.print(f"[bold]{result.source}[/bold]: {escape(str(result.path))}", soft_wrap=True)
     console.print(_check_table(result))
     for warning in result.warnings:
@@ -85,7 +100,8 @@ def prepare(
     source: Source = None,
     metadata: Metadata = None,
     resize_mode: Annotated[
-        str, typer.Option("--resize-mode", help="squash, center_crop or pad to a square.")
+        ResizeModeName,
+        typer.Option("--resize-mode", help="squash, center_crop or pad to a square."),
     ] = "squash",
     cache_dir: Annotated[
         Path | None,
@@ -97,16 +113,12 @@ def prepare(
     ] = None,
 ) -> None:
     """Decode and resize every image once into the cache that training memory-maps."""
-    from rich.progress import MofNCompleteColumn, Progress, TimeRemainingColumn
-
     from cce_bench.data.prepare import prepare_cache
 
-    columns = (*Progress.get_default_columns()[:-1], MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True) as bar:
-        task = bar.add_task("decoding", total=None)
+    with task_progress(in_bytes=False) as report:
 
         def advance(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
+            report("decoding", done, total)
 
         summary = prepare_cache(
             path,
@@ -163,6 +175,7 @@ def download(
     name: Annotated[
         str | None,
         typer.Argument(
+            autocompletion=completion(DatasetName),
             help="ham10000, isic2018-test, dermamnist, dermamnist-64, dermamnist-128 or "
             "dermamnist-224.",
             show_default=False,
@@ -208,7 +221,7 @@ def download(
     if terms:
         console.print(f"[bold]{escape(name)}: terms of use[/bold]")
         console.print(escape(terms), soft_wrap=True, highlight=False)
-    with _download_progress() as advance:
+    with task_progress(in_bytes=True) as advance:
         result = download_dataset(
             name, to, accept_terms=accept_terms, mirror=mirror, timeout=timeout, progress=advance
         )
@@ -228,46 +241,6 @@ def _print_datasets(datasets: Iterable[Dataset]) -> None:
             soft_wrap=True,
             highlight=False,
         )
-
-
-@contextlib.contextmanager
-def _download_progress() -> Iterator[Callable[[str, int, int | None], None]]:
-    """A rich bar per task (download, check, unpack) with bytes, rate and time left.
-
-    The display starts with the first task, so a download refused before its first byte (terms
-    not accepted, a folder in the way) prints nothing but its error.
-    """
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
-
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-    )
-    bar = Progress(*columns, console=console)
-    tasks: dict[str, TaskID] = {}
-
-    def advance(task: str, done: int, total: int | None) -> None:
-        if not tasks:
-            bar.start()
-        if task not in tasks:
-            tasks[task] = bar.add_task(escape(task), total=total)
-        bar.update(tasks[task], completed=done, total=total)
-
-    try:
-        yield advance
-    finally:
-        if tasks:
-            bar.stop()
 
 
 def _render_download(result: DownloadResult) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from shlex import quote
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from cce_bench.cli._console import console, print_json
 
@@ -41,12 +43,13 @@ def report(
         bool, typer.Option("--json", help="Print JSON for scripts instead of the tables.")
     ] = False,
 ) -> None:
-    """Rebuild report.md, figures/ and the CSV exports from the stored runs (no training)."""
-    if json:
-        from cce_bench.report import build_report, significance_as_dict, significance_table
+    """Rebuild report.md, figures/ and the CSV exports from the stored runs (no training).
 
-        path = build_report(results_dir)
-        print_json(significance_as_dict(path, significance_table(results_dir)))
+    With --json nothing is written: the analysis is printed as numbers for scripts."""
+    if json:
+        from cce_bench.report import report_as_json
+
+        print_json(report_as_json(results_dir))
     else:
         render_report(results_dir)
 
@@ -65,6 +68,7 @@ def render_report(results_dir: Path) -> None:
     path = build_report(results_dir)
     table = significance_table(results_dir)
     console.print(f"[bold]report:[/bold] {path}")
+    console.print(f"every trial: cce-bench dashboard {escape(quote(str(results_dir)))}")
     if table.empty:  # the one case: a single arm compares nothing
         console.print(NO_COMPARISON)
         return

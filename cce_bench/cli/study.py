@@ -8,7 +8,7 @@ what it returns: a rich live table on a terminal, one plain line per event other
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich import box
@@ -44,18 +44,19 @@ DataPath = Annotated[
     Path | None, typer.Option("--data", help="Dataset path; overrides the study's data.path.")
 ]
 # A storage URL may hold a database password: an environment variable keeps it out of `ps`
-# and the shell's history.
+# and the shell's history. OPTUNA_STORAGE is the one Optuna's own CLI reads; ours comes first.
+STORAGE_VARIABLES = ["CCE_BENCH_STORAGE", "OPTUNA_STORAGE"]
 Storage = Annotated[
     str | None,
     typer.Option(
         "--storage",
-        envvar="CCE_BENCH_STORAGE",
+        envvar=STORAGE_VARIABLES,
         help="Optuna storage URL (default: sqlite in the results folder).",
     ),
 ]
 RecordedStorage = Annotated[
     str | None,
-    typer.Option("--storage", envvar="CCE_BENCH_STORAGE", help="Storage URL, if not recorded."),
+    typer.Option("--storage", envvar=STORAGE_VARIABLES, help="Storage URL, if not recorded."),
 ]
 # RAY_ADDRESS is the variable `ray` itself reads, so a shell set up for Ray needs nothing more.
 Address = Annotated[
@@ -142,15 +143,27 @@ def dashboard(
     host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8080,
     storage: RecordedStorage = None,
+    allow_edits: Annotated[
+        bool,
+        typer.Option(
+            "--allow-edits",
+            help="Let the dashboard delete, rename and annotate studies (default: read-only).",
+        ),
+    ] = False,
 ) -> None:
-    """Serve optuna-dashboard on the study's storage (trials, learning curves) until Ctrl-C."""
+    """Serve optuna-dashboard on the study's storage (trials, learning curves) until Ctrl-C.
+
+    Read-only unless --allow-edits: requests other than GET and HEAD are refused (403)."""
     from cce_bench.study import serve_dashboard
 
     url = f"http://{host}:{port}/"
-    console.print(f"optuna-dashboard on {url} for {escape(str(results_dir))}", soft_wrap=True)
+    mode = "edits allowed" if allow_edits else "read-only"
+    console.print(
+        f"optuna-dashboard on {url} for {escape(str(results_dir))} ({mode})", soft_wrap=True
+    )
     console.file.flush()
     try:
-        serve_dashboard(results_dir, host=host, port=port, storage=storage)
+        serve_dashboard(results_dir, host=host, port=port, storage=storage, allow_edits=allow_edits)
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
 
@@ -214,7 +227,7 @@ class ProgressView:
             self.live.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *exc: Any) -> None:
         if self.live is not None:
             self.live.__exit__(*exc)
 
@@ -246,8 +259,10 @@ def progress_line(progress: StudyProgress) -> str:
 def progress_table(progress: StudyProgress) -> Table:
     """Per arm: trials done/budget, complete (ok), pruned, failed, running, best value, and
     evaluation runs done/total. Sized to fit 80 columns for the quickstart's arm names."""
+    from cce_bench.metrics import metric_scale
     from cce_bench.study import format_duration
 
+    scale, unit = metric_scale(progress.metric)
     title = f"{progress.name}: {progress.results_dir}"
     if progress.elapsed_s:
         elapsed, eta = format_duration(progress.elapsed_s), format_duration(progress.eta_s)
@@ -264,7 +279,7 @@ def progress_table(progress: StudyProgress) -> Table:
     for header in headers:
         table.add_column(header, justify="right", no_wrap=True, min_width=len(header))
     for arm in progress.arms:
-        best = "—" if arm.best_value is None else f"{arm.best_value:.4f}"
+        best = "—" if arm.best_value is None else f"{arm.best_value * scale:.2f}"
         evals = f"{arm.eval_done}/{arm.eval_total}"
         if arm.eval_failed:
             evals += f" ({arm.eval_failed} failed)"
@@ -276,6 +291,7 @@ def progress_table(progress: StudyProgress) -> Table:
         table.add_row(escape(arm.label), *map(str, counts), best, evals)
     table.caption = escape(
         f"ok/pruned/failed: trials; best: validation {progress.metric}"
+        + (f" ({unit})" if unit else "")
         + (f"; last: {progress.event}" if progress.event else "")
     )
     table.caption_justify = "left"

@@ -16,6 +16,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from cce_bench.cli._choices import (
+    DeviceName,
+    LossName,
+    PolicyName,
+    ResizeModeName,
+    SourceName,
+    SplitName,
+    completion,
+)
 from cce_bench.cli._console import console, err_console
 from cce_bench.data import SYNTHETIC_N_IMAGES
 
@@ -50,17 +59,27 @@ SPLIT_SEED = 0
 SYNTHETIC_IMAGE_SIZE = 32
 
 Backbone = Annotated[str, typer.Option(help="timm model name or one of the paper's four.")]
-Loss = Annotated[str, typer.Option(help="ce, cce, cce_tau, focal, label_smoothing.")]
+Loss = Annotated[
+    str,
+    typer.Option(
+        help="ce, cce, cce_tau, focal, label_smoothing.", autocompletion=completion(LossName)
+    ),
+]
 Tau = Annotated[float | None, typer.Option(help="Confusion threshold of cce / cce_tau.")]
 Data = Annotated[str, typer.Option(help="`synthetic`, or a dataset folder or file.")]
-Source = Annotated[str | None, typer.Option(help="Source of --data (detected by default).")]
+Source = Annotated[
+    str | None,
+    typer.Option(
+        help="Source of --data (detected by default).", autocompletion=completion(SourceName)
+    ),
+]
 NImages = Annotated[int, typer.Option(help="Images to generate when --data synthetic.")]
 Difficulty = Annotated[
     float | None,
     typer.Option(help="How alike the confusable classes look, in [0, 1], when --data synthetic."),
 ]
 ResizeMode = Annotated[
-    str, typer.Option(help="How images become squares: squash, center_crop or pad.")
+    ResizeModeName, typer.Option(help="How images become squares: squash, center_crop or pad.")
 ]
 ImageSize = Annotated[
     int | None,
@@ -70,10 +89,12 @@ Epochs = Annotated[int, typer.Option(help="Training epochs.")]
 LearningRate = Annotated[float, typer.Option(help="Peak learning rate (after warm-up).")]
 BatchSize = Annotated[int, typer.Option(help="Images per training step.")]
 AugStrength = Annotated[float, typer.Option(help="Augmentation strength in [0, 1].")]
-Policy = Annotated[str, typer.Option(help="Augmentation policy: none, flips, standard, strong.")]
+Policy = Annotated[
+    PolicyName, typer.Option(help="Augmentation policy: none, flips, standard, strong.")
+]
 Seed = Annotated[int, typer.Option(help="Seed of the initialisation, data order and augmentation.")]
-Split = Annotated[str, typer.Option(help="paper, lesion or official.")]
-Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+Split = Annotated[SplitName, typer.Option(help="paper, lesion or official.")]
+Device = Annotated[DeviceName, typer.Option(help="auto, cpu or cuda.")]
 Threads = Annotated[int | None, typer.Option(help="Torch threads (default: all usable cores).")]
 Pretrained = Annotated[
     bool, typer.Option(help="Start from timm's pretrained weights (from the Hugging Face cache).")

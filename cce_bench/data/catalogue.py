@@ -72,6 +72,9 @@ class Dataset:
     data_file: str | None = None
     terms: str | None = None
     dataverse: Dataverse | None = None
+    #: The number of images the publisher released, when known: a download holding fewer
+    #: (some copies of a set miss or corrupt one) is reported, since its results then differ.
+    images: int | None = None
 
     @property
     def approx_size(self) -> int:
@@ -181,6 +184,7 @@ ISIC2018_TEST = Dataset(
     origin="ISIC 2018 challenge (isic-challenge-data.s3.amazonaws.com/2018)",
     study="lesion-ham10000.toml",
     role="external_test",
+    images=1_512,
 )
 
 

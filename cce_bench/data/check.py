@@ -12,6 +12,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -20,6 +21,9 @@ from cce_bench.data.labeled import LabeledImages
 from cce_bench.data.sources import detect_source, load_source
 
 _SHOWN = 5
+
+#: The version of ``data check --json``'s shape; removing or renaming a field increments it.
+DATA_CHECK_SCHEMA_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,22 @@ class DatasetCheck:
     def ok(self) -> bool:
         return not self.problems
 
+    def to_json_dict(self) -> dict[str, Any]:
+        """What ``cce-bench data check --json`` prints (docs/data-check.schema.json)."""
+        return {
+            "schema_version": DATA_CHECK_SCHEMA_VERSION,
+            "source": self.source,
+            "path": None if self.path is None else str(self.path),
+            "ok": self.ok,
+            "images": self.images,
+            "images_found": self.images_found,
+            "lesions": self.lesions,
+            "class_counts": dict(self.class_counts),
+            "image_sizes": dict(self.image_sizes),
+            "problems": list(self.problems),
+            "warnings": list(self.warnings),
+        }
+
 
 def check_dataset(
     path: str | os.PathLike[str] | None,
@@ -55,14 +75,15 @@ def check_dataset(
     """
     name = source or detect_source(path)
     problems: list[str] = []
+    found: tuple[Path, ...] | None = None  # None: every listed image has its file
     try:
         labeled = load_source(name, path, metadata=metadata)
     except MissingImagesError as error:
         if error.listed is None:
             raise
-        labeled = error.listed
+        labeled, found = error.listed, error.found
         problems.append(str(error))
-    sizes, unreadable = _image_sizes(labeled)
+    sizes, unreadable = _image_sizes(labeled, found)
     if unreadable:
         shown = ", ".join(str(p) for p in unreadable[:_SHOWN])
         problems.append(
@@ -70,7 +91,7 @@ def check_dataset(
             "or delete them and their metadata rows."
         )
     counts = np.bincount(labeled.labels, minlength=labeled.num_classes)
-    found = len(labeled) if labeled.paths is not None or labeled.images is not None else 0
+    files = len(labeled) if found is None else len(found)
     return DatasetCheck(
         source=name,
         path=Path(path) if path is not None else None,
@@ -78,24 +99,30 @@ def check_dataset(
         lesions=len(np.unique(labeled.group_ids)),
         class_counts=dict(zip(labeled.class_names, map(int, counts), strict=True)),
         image_sizes=sizes,
-        images_found=found - len(unreadable),
+        images_found=files - len(unreadable),
         problems=tuple(problems),
         warnings=labeled.warnings,
     )
 
 
-def _image_sizes(labeled: LabeledImages) -> tuple[dict[str, int], list[Path]]:
-    """``"WxH"`` -> image count, read from file headers (Pillow decodes no pixels on open)."""
+def _image_sizes(
+    labeled: LabeledImages, found: tuple[Path, ...] | None = None
+) -> tuple[dict[str, int], list[Path]]:
+    """``"WxH"`` -> image count, read from file headers (Pillow decodes no pixels on open).
+
+    ``found``: the files that exist when some listed images have none (else every path).
+    """
     if labeled.images is not None:
         _, height, width, _ = labeled.images.shape
         return {f"{width}x{height}": len(labeled)}, []
-    if labeled.paths is None:
+    paths = found if found is not None else labeled.paths
+    if paths is None:
         return {}, []
     from PIL import Image, UnidentifiedImageError
 
     sizes: Counter[str] = Counter()
     unreadable: list[Path] = []
-    for path in labeled.paths:
+    for path in paths:
         try:
             with Image.open(path) as image:
                 width, height = image.size

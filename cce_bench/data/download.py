@@ -6,9 +6,12 @@ target, filled file by file) and ``placed/`` (a record per file already in ``dat
 file's size and checksum are checked before anything is unpacked, and the target appears by one
 rename of ``dataset/`` once everything is in place, with ``MARKER`` written last inside it: a
 half-finished dataset never looks finished, and a finished one is recognised and not fetched
-again. A failure that more tries cannot fix (a 404, a wrong checksum, a full disk, an unsafe
-archive) removes the staging folder; a timeout or a dropped connection keeps it, so that the
-same command resumes where it stopped.
+again. Files are fetched, checked and placed one at a time. A failure that more tries cannot
+fix (a 404, a wrong checksum, an unsafe archive) removes the failed file and keeps the files
+already verified and placed, which the next command reuses (a full disk removes everything);
+a timeout or a dropped connection keeps the bytes received, so that the same command resumes
+where it stopped. Dataverse files are fetched by their pinned ids; only an id that answers 404
+is looked up by name, and what that finds must still match the pinned MD5.
 
 Files without a published checksum (ISIC's) get the SHA-256 of their first download recorded in
 ``<dataset>.lock.json`` beside the target; every later download is checked against it.
@@ -17,6 +20,7 @@ Files without a published checksum (ISIC's) get the SHA-256 of their first downl
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import json
 import os
@@ -29,7 +33,12 @@ from typing import Any
 
 from cce_bench.data.catalogue import Dataset, RemoteFile, find_dataset, human_bytes
 from cce_bench.data.check import DatasetCheck, check_dataset
-from cce_bench.data.fetch import TransientDownloadError, dataverse_urls, fetch_file
+from cce_bench.data.fetch import (
+    RemoteFileNotFoundError,
+    TransientDownloadError,
+    dataverse_url,
+    fetch_file,
+)
 from cce_bench.data.unpack import NO_SPACE, DiskFullError, no_space_error, unpack_zip
 from cce_bench.errors import DownloadError
 
@@ -105,11 +114,18 @@ def download_dataset(
         job = _Job(dataset, folder, lock, mirror.rstrip("/") if mirror else None, timeout)
         notes = job.run(progress or _silent)
     data = folder / dataset.data_file if dataset.data_file else folder
+    check = check_dataset(data, source=dataset.source)
+    if dataset.images is not None and check.images_found != dataset.images:
+        notes += (
+            f"{dataset.name} was released with {dataset.images:,} images, but {folder} holds "
+            f"{check.images_found:,} readable ones (some copies miss or corrupt one): results on "
+            "it are not comparable with the full set's; fetch a complete copy to compare",
+        )
     return DownloadResult(
         dataset=dataset,
         folder=folder,
         fetched=fetched,
-        check=check_dataset(data, source=dataset.source),
+        check=check,
         next_steps=next_steps(dataset, folder),
         notes=notes,
         lock_file=lock if lock is not None and lock.is_file() else None,
@@ -168,6 +184,8 @@ class _Job:
     mirror: str | None
     timeout: float
     notes: list[str] = field(default_factory=list)
+    #: Files whose pinned Dataverse id answered 404 and were fetched by name instead.
+    moved: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.staging = self.folder.parent / f".{self.folder.name}.download"
@@ -176,59 +194,93 @@ class _Job:
         self.placed = self.staging / "placed"
 
     def run(self, progress: Progress) -> tuple[str, ...]:
-        """Fetch, verify, place and publish; on failure keep only what a retry can resume."""
+        """Fetch, verify and place file by file, then publish.
+
+        A failure keeps what a retry can use: after a timeout or a dropped connection, the
+        bytes received; after any other failure, the files already verified and placed (a
+        1.4 GB archive is not fetched again because the next file failed), never the failed one.
+        Verified means matched a published checksum; a file without one is fetched again.
+        """
         created = _make_folders(self.folder.parent)
         try:
             for folder in (self.files, self.unpacked, self.placed):
                 folder.mkdir(parents=True, exist_ok=True)
             self._check_free_space()
-            digests = self._verified_files(progress)
-            self._check_lock(digests)
-            for file in self.dataset.files:
-                self._place(file, digests[file.name], progress)
+            recorded = _read_lock(self.lock)
+            digests = {
+                file.name: self._verified_and_placed(file, recorded, progress)
+                for file in self.dataset.files
+            }
             self._publish(digests)
         except (TransientDownloadError, KeyboardInterrupt):
             self._discard(created, keep_received=True)
             raise
         except BaseException as error:
-            self._discard(created, keep_received=False)
             if isinstance(error, OSError) and error.errno in NO_SPACE:
+                self._discard(created, keep_received=False)
                 raise no_space_error(Path(error.filename or self.staging), error) from None
+            kept = self._keep_verified_only(created)
+            if kept and isinstance(error, DownloadError):
+                raise type(error)(_kept_message(str(error), kept, self.staging)) from None
             raise
         return tuple(self.notes)
 
-    def _verified_files(self, progress: Progress) -> dict[str, dict[str, Any]]:
-        """Each file's size and digests: from its record once placed, else fetched and checked."""
-        digests: dict[str, dict[str, Any]] = {}
-        urls: dict[str, str] | None = None
-        for file in self.dataset.files:
-            record = self.placed / f"{file.name}.json"
-            if record.is_file():
-                digests[file.name] = json.loads(record.read_text())
-                continue
-            urls = urls or self._urls()
-            path = self.files / file.name
-            if not path.is_file():
-                fetch_file(
-                    urls[file.name],
-                    path,
-                    size=file.size,
-                    timeout=self.timeout,
-                    progress=progress,
-                    if_missing=self._if_missing(file, urls[file.name]),
-                )
-            digests[file.name] = {**_checked(file, path, progress), "url": urls[file.name]}
-        return digests
+    def _verified_and_placed(
+        self, file: RemoteFile, recorded: dict[str, dict[str, Any]], progress: Progress
+    ) -> dict[str, Any]:
+        """The file's size and digests: from its record once placed, else fetched, checked
+        against the published values (and the lock) and placed."""
+        record = self.placed / f"{file.name}.json"
+        if record.is_file():
+            return dict(json.loads(record.read_text()))
+        path = self.files / file.name
+        url = f"{self.mirror}/{file.name}" if self.mirror else file.url
+        if not path.is_file():
+            url = self._fetch(file, url, path, progress)
+        digest = {**_checked(file, path, progress, url=url, why=self._why(file, url)), "url": url}
+        _check_lock(file, digest, recorded, self.lock)
+        self._place(file, digest, progress)
+        return digest
 
-    def _urls(self) -> dict[str, str]:
-        """Where each file comes from: the mirror, else Dataverse's current ids, else the table."""
+    def _fetch(self, file: RemoteFile, url: str, path: Path, progress: Progress) -> str:
+        """Fetch ``url``; a Dataverse file whose pinned id answers 404 is looked up by name.
+
+        The pinned id is the file that was checked; only when it is gone is the current file of
+        the same name fetched (and then checked against the pinned MD5 all the same).
+        """
+        fetch = functools.partial(
+            fetch_file, path=path, size=file.size, timeout=self.timeout, progress=progress
+        )
+        try:
+            fetch(url, if_missing=self._if_missing(file))
+            return url
+        except RemoteFileNotFoundError:
+            moved = None if self.mirror else dataverse_url(self.dataset, file, self.timeout)
+            if moved is None or moved == url:
+                raise
+        self.notes.append(f"{file.name}: its pinned id {url} is gone; fetched {moved} instead")
+        self.moved.add(file.name)
+        fetch(moved, if_missing=self._if_missing(file))
+        return moved
+
+    def _why(self, file: RemoteFile, url: str) -> str:
+        """What a checksum mismatch of ``file`` from ``url`` means, and whether a rerun helps."""
         if self.mirror:
-            return {file.name: f"{self.mirror}/{file.name}" for file in self.dataset.files}
-        urls, notes = dataverse_urls(self.dataset, self.timeout)
-        self.notes.extend(notes)
-        return urls
+            return (
+                f"the mirror {self.mirror} serves another file under this name; rerunning will "
+                f"not fix it: put the published {file.name} on the mirror, or unset "
+                "CCE_BENCH_DOWNLOAD_BASE to fetch it from its publisher"
+            )
+        if file.name in self.moved:
+            return (
+                f"the publisher replaced it ({url} is the file now listed under this name); "
+                "rerunning will not fix it: fetch the published file from a copy of the "
+                f"original release ({self.dataset.origin}) and serve it as a mirror "
+                "(CCE_BENCH_DOWNLOAD_BASE)"
+            )
+        return "the download is damaged or not the published file: run the same command again"
 
-    def _if_missing(self, file: RemoteFile, url: str) -> str:
+    def _if_missing(self, file: RemoteFile) -> str:
         if self.mirror:
             return (
                 f"put {file.name} on the mirror, or unset CCE_BENCH_DOWNLOAD_BASE to fetch it "
@@ -238,6 +290,23 @@ class _Job:
             f"the publisher has moved it: fetch it by hand from {self.dataset.origin} into a "
             "folder served over HTTP and set CCE_BENCH_DOWNLOAD_BASE to that server"
         )
+
+    def _keep_verified_only(self, created: list[Path]) -> list[str]:
+        """After a failure that a retry cannot fix: keep the files already verified and placed,
+        drop everything else (the failed file's bytes and any partial unpack); the names kept."""
+        kept = sorted(path.name.removesuffix(".json") for path in self.placed.glob("*.json"))
+        published = {file.name for file in self.dataset.files if file.md5 is not None}
+        # Only files that matched a published checksum count as verified: a file without one
+        # (ISIC's) was only taken on trust, and a retry fetches it again.
+        if not kept or not set(kept) <= published:
+            self._discard(created, keep_received=False)
+            return []
+        shutil.rmtree(self.files, ignore_errors=True)
+        self.files.mkdir(parents=True, exist_ok=True)
+        for file in self.dataset.files:
+            if file.name not in kept and file.unpack_to:
+                shutil.rmtree(self.unpacked / file.unpack_to, ignore_errors=True)
+        return kept
 
     def _check_free_space(self) -> None:
         """Refuse at once when the disk cannot hold the downloads and what they unpack to."""
@@ -253,22 +322,6 @@ class _Job:
                 f"about {human_bytes(needed)} more (downloads and what they unpack to); free some "
                 "space, or pass --to a folder on a disk with more room (nothing was kept)"
             )
-
-    def _check_lock(self, digests: dict[str, dict[str, Any]]) -> None:
-        """Files without a published checksum must match the first download's SHA-256."""
-        recorded = _read_lock(self.lock)
-        for file in self.dataset.files:
-            first = recorded.get(file.name)
-            if file.md5 is not None or first is None:
-                continue
-            if first.get("sha256") != digests[file.name]["sha256"]:
-                raise LockMismatchError(
-                    f"{file.name}: SHA-256 {digests[file.name]['sha256']} differs from "
-                    f"{first.get('sha256')}, recorded in {self.lock} at its first download "
-                    f"({first.get('first_downloaded', 'date unknown')}); the file on the server "
-                    "changed since, or this copy is damaged: try again later, or delete the lock "
-                    "file to accept the new file (nothing was kept)"
-                )
 
     def _place(self, file: RemoteFile, digest: dict[str, Any], progress: Progress) -> None:
         """Move a plain file into ``dataset/``, or unpack an archive there and delete it."""
@@ -316,13 +369,19 @@ class _Job:
                 break
 
 
-def _checked(file: RemoteFile, path: Path, progress: Progress) -> dict[str, Any]:
-    """The file's size and digests, after comparing them with the published ones."""
+def _checked(
+    file: RemoteFile, path: Path, progress: Progress, *, url: str, why: str
+) -> dict[str, Any]:
+    """The file's size and digests, after comparing them with the published ones.
+
+    A mismatch names where the file came from (``url``) and ``why``: what it means and
+    whether running the command again can help.
+    """
     size = path.stat().st_size
     if file.size is not None and size != file.size:
         raise ChecksumMismatchError(
-            f"{file.name}: {size:,} bytes, but the published file has {file.size:,}; it is "
-            "damaged or not the published file: run the same command again (nothing was kept)"
+            f"{file.name}: {size:,} bytes from {url}, but the published file has "
+            f"{file.size:,}; {why} (nothing was kept)"
         )
     md5, sha256 = hashlib.md5(usedforsecurity=False), hashlib.sha256()
     done = 0
@@ -334,11 +393,41 @@ def _checked(file: RemoteFile, path: Path, progress: Progress) -> dict[str, Any]
             progress(f"checking {file.name}", done, size)
     if file.md5 is not None and md5.hexdigest() != file.md5:
         raise ChecksumMismatchError(
-            f"{file.name}: MD5 {md5.hexdigest()} differs from the published {file.md5}; the "
-            "download is damaged or not the published file: run the same command again to "
-            "fetch it afresh (nothing was kept)"
+            f"{file.name}: MD5 {md5.hexdigest()} differs from the published {file.md5} "
+            f"(from {url}); {why} (nothing was kept)"
         )
     return {"bytes": size, "md5": md5.hexdigest(), "sha256": sha256.hexdigest()}
+
+
+def _check_lock(
+    file: RemoteFile,
+    digest: dict[str, Any],
+    recorded: dict[str, dict[str, Any]],
+    lock: Path | None,
+) -> None:
+    """A file without a published checksum must match its first download's SHA-256."""
+    first = recorded.get(file.name)
+    if file.md5 is not None or first is None:
+        return
+    if first.get("sha256") != digest["sha256"]:
+        raise LockMismatchError(
+            f"{file.name}: SHA-256 {digest['sha256']} (from {digest['url']}) differs from "
+            f"{first.get('sha256')}, recorded in {lock} at its first download "
+            f"({first.get('first_downloaded', 'date unknown')}); the file on the server "
+            "changed since, or this copy is damaged: try again later, or delete the lock "
+            "file to accept the new file (nothing was kept)"
+        )
+
+
+def _kept_message(message: str, kept: list[str], staging: Path) -> str:
+    """``message`` saying which verified files were kept for the next command to reuse."""
+    note = (
+        f"kept the verified {', '.join(kept)} in {staging}: the next command reuses "
+        f"{'it' if len(kept) == 1 else 'them'}; delete that folder to discard"
+    )
+    if "(nothing was kept)" in message:
+        return message.replace("(nothing was kept)", f"({note})")
+    return f"{message.replace('nothing was kept', 'nothing of it was kept')} ({note})"
 
 
 def _make_folders(folder: Path) -> list[Path]:

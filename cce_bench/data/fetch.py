@@ -1,4 +1,4 @@
-"""One file over HTTP, resumed with Range requests; and Dataverse's file names to ids.
+"""One file over HTTP, resumed with Range requests; and a Dataverse file's current id by name.
 
 ``fetch_file`` appends to ``NAME.part`` from where an earlier try stopped (``Range: bytes=N-``),
 starts over when a server ignores the range (200 instead of 206), and gives up only after
@@ -20,7 +20,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from cce_bench import __version__
-from cce_bench.data.catalogue import Dataset
+from cce_bench.data.catalogue import Dataset, RemoteFile
 from cce_bench.data.unpack import NO_SPACE, no_space_error
 from cce_bench.errors import DownloadError
 
@@ -238,17 +238,18 @@ def _stalled_error(stall: _Stalled, url: str, part: Path, timeout: float) -> Tra
     )
 
 
-def dataverse_urls(dataset: Dataset, timeout: float) -> tuple[dict[str, str], tuple[str, ...]]:
-    """Each file's URL by its current Dataverse id, else its pinned one; plus notes on fallbacks.
+def dataverse_url(dataset: Dataset, file: RemoteFile, timeout: float) -> str | None:
+    """The URL of the file Dataverse lists now under ``file``'s name, or None.
 
-    Ids change when a file is replaced in a new dataset version; names do not. The listing is
-    ``/api/datasets/:persistentId/versions/:latest/files``; a file's pinned query (such as
-    ``format=original``) is kept on its resolved URL.
+    Asked only after the pinned id answered 404: ids change when a file is replaced in a new
+    dataset version, names do not. The listing is
+    ``/api/datasets/:persistentId/versions/:latest/files``; the pinned URL's query (such as
+    ``format=original``) is kept. None when the dataset is not on Dataverse, the file has no
+    label, the listing does not answer, or it does not hold the name.
     """
-    urls = {file.name: file.url for file in dataset.files}
     record = dataset.dataverse
-    if record is None:
-        return urls, ()
+    if record is None or file.dataverse_label is None:
+        return None
     listing = (
         f"{record.server}/api/datasets/:persistentId/versions/:latest/files"
         f"?persistentId={record.doi}"
@@ -256,23 +257,13 @@ def dataverse_urls(dataset: Dataset, timeout: float) -> tuple[dict[str, str], tu
     request = urllib.request.Request(listing, headers={"User-Agent": USER_AGENT})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            ids = _ids_by_name(json.load(response)["data"])
-    except (OSError, ValueError, KeyError, TypeError, http.client.HTTPException) as error:
-        reason = str(error) or type(error).__name__
-        return urls, (f"Dataverse's file list did not answer ({reason}); used the pinned file ids",)
-    notes = []
-    for file in dataset.files:
-        if file.dataverse_label is None:
-            continue
-        found = ids.get(file.dataverse_label)
-        if found is None:
-            notes.append(f"{file.dataverse_label} is not in Dataverse's file list; pinned id used")
-            continue
-        query = urlsplit(file.url).query
-        urls[file.name] = f"{record.server}/api/access/datafile/{found}" + (
-            f"?{query}" if query else ""
-        )
-    return urls, tuple(notes)
+            found = _ids_by_name(json.load(response)["data"]).get(file.dataverse_label)
+    except (OSError, ValueError, KeyError, TypeError, http.client.HTTPException):
+        return None
+    if found is None:
+        return None
+    query = urlsplit(file.url).query
+    return f"{record.server}/api/access/datafile/{found}" + (f"?{query}" if query else "")
 
 
 def _ids_by_name(entries: list[dict]) -> dict[str, int]:

@@ -45,12 +45,15 @@ class MissingImagesError(DataError):
     """Images listed in the labels CSV have no file below the folder.
 
     ``listed`` holds what the CSV alone describes (a ``LabeledImages`` without paths), so that
-    ``data check`` can still report the counts of a metadata-only folder.
+    ``data check`` can still report the counts of a metadata-only folder; ``found`` holds the
+    files of the listed images that do exist, so that it counts them truly (1 of 200 missing
+    is 199 found, not 0).
     """
 
-    def __init__(self, message: str, listed=None) -> None:
+    def __init__(self, message: str, listed=None, found: tuple[Path, ...] = ()) -> None:
         super().__init__(message)
         self.listed = listed
+        self.found = found
 
 
 class DuplicateImageError(DataError):
@@ -214,6 +217,7 @@ def match_image_files(
             f"{csv}: {len(missing)} of {len(image_ids)} listed images have no file below "
             f"{folder} (first: {shown}); {fix}.",
             listed=listed,
+            found=tuple(files[image_id] for image_id in image_ids if image_id in files),
         )
     unlisted = sorted(set(files) - set(image_ids))
     warnings = ()

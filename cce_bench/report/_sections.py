@@ -359,8 +359,11 @@ def tuning_section(results: StudyResults, tunings: list[ArmTuning], problem: str
         lines += [f"{problem[0].upper()}{problem[1:]}.", ""]
     else:
         lines += [markdown_table(tuning_table(tunings, results.arm_labels, scale=scale)), ""]
+    # The folder's path depends on where the reader stands (and report.md must not depend on
+    # how it was built): the command run from inside the folder always names one that exists;
+    # `cce-bench report` also prints it with the folder as it was given.
     lines.append(
-        "Every trial with its learning curve: "
-        f"`cce-bench dashboard results/{results.store.root.name}` (Optuna dashboard)."
+        "Every trial with its learning curve: `cce-bench dashboard .` run in this report's "
+        "folder (Optuna dashboard, read-only)."
     )
     return "\n".join(lines)

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from cce_bench import stats
+from cce_bench.metrics import metric_scale
 from cce_bench.report._results import completed
 
 #: Table 1 of the paper, in its order: macro one-vs-rest ACC, sensitivity, precision, specificity.
@@ -51,11 +52,6 @@ PAPER_TABLE_1: dict[str, dict[str, tuple[float, float, float, float]]] = {
 }
 
 PredictionLoader = Callable[[str, str, int], tuple[np.ndarray, np.ndarray, np.ndarray] | None]
-
-
-def metric_scale(metric: str) -> tuple[float, str]:
-    """(factor, unit) for display: ratios as percent, AUC as it is (0.5 is chance, not 50%)."""
-    return (1.0, "") if metric.endswith("macro_auc") else (100.0, "%")
 
 
 def mean_sd(values: Sequence[float] | pd.Series, scale: float = 100.0, digits: int = 2) -> str:

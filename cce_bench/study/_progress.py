@@ -13,13 +13,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cce_bench.config import StudySpec
+from cce_bench.metrics import metric_scale
 from cce_bench.study._arms import Arm, study_arms
 from cce_bench.study._seeds import released_seeds
-from cce_bench.study.storage import open_existing_storage
+from cce_bench.study.storage import open_readonly_storage
 from cce_bench.study.store import FINAL_OUTCOMES, ResultsStore
 
 if TYPE_CHECKING:
     import optuna
+
+#: The version of ``status --json``'s shape (docs/status.schema.json); a change that removes or
+#: renames a field increments it.
+STATUS_SCHEMA_VERSION = 1
 
 #: How each trial state (Optuna's ``TrialState`` by name) is counted; interrupted trials are
 #: replaced, so they are not shown.
@@ -52,8 +57,11 @@ class ArmProgress:
     def label(self) -> str:
         return self.arm.label
 
-    def to_json_dict(self) -> dict[str, Any]:
-        """The row ``cce-bench status`` shows, as plain JSON values (counts, not text)."""
+    def to_json_dict(self, scale: float = 1.0) -> dict[str, Any]:
+        """The row ``cce-bench status`` shows, as plain JSON values (counts, not text).
+
+        ``best`` is multiplied by ``scale``: the report's unit (percent for ratios).
+        """
         return {
             "backbone": self.arm.backbone,
             "arm": self.arm.loss,
@@ -63,7 +71,7 @@ class ArmProgress:
             "pruned": self.pruned,
             "failed": self.failed,
             "running": self.running + self.eval_running,
-            "best": self.best_value,
+            "best": None if self.best_value is None else self.best_value * scale,
             "evals": {
                 "done": self.eval_done,
                 "failed": self.eval_failed,
@@ -82,7 +90,8 @@ class StudyProgress:
     results_dir: Path
     metric: str
     arms: tuple[ArmProgress, ...]
-    elapsed_s: float = 0.0
+    #: None when unknown: ``status`` reads a folder, not a running driver's clock.
+    elapsed_s: float | None = None
     eta_s: float | None = None
     event: str = ""
 
@@ -90,9 +99,12 @@ class StudyProgress:
         """What ``cce-bench status --json`` prints: the table's rows and the study's totals.
 
         Plain JSON values, so that a script reads the same numbers as the table without parsing
-        text; ``best`` is null for an arm with no complete trial.
+        text; ``best`` is in the report's unit (``unit``) and null for an arm with no complete
+        trial; ``elapsed_s`` and ``eta_s`` are null when unknown. The shape is
+        docs/status.schema.json, versioned by ``schema_version``.
         """
-        arms = [arm.to_json_dict() for arm in self.arms]
+        scale, unit = metric_scale(self.metric)
+        arms = [arm.to_json_dict(scale) for arm in self.arms]
         totals = {
             key: sum(arm[key] for arm in arms)
             for key in ("trials", "n_trials", "complete", "pruned", "failed", "running")
@@ -102,9 +114,11 @@ class StudyProgress:
             for key in ("done", "failed", "running", "total")
         }
         return {
+            "schema_version": STATUS_SCHEMA_VERSION,
             "name": self.name,
             "results_dir": str(self.results_dir),
             "metric": f"validation {self.metric}",
+            "unit": unit,
             "elapsed_s": self.elapsed_s,
             "eta_s": self.eta_s,
             "arms": arms,
@@ -126,7 +140,7 @@ def arm_progress(
     """
     # Under the anytime design the seeds grow look by look: count those released so far.
     seeds = set(released_seeds(spec, arm.backbone, records))
-    counts = dict.fromkeys(_COUNTED_STATES.values(), 0)
+    counts: dict[str, Any] = dict.fromkeys(_COUNTED_STATES.values(), 0)
     bests = []
     for study in studies:
         complete = False
@@ -166,19 +180,38 @@ def study_status(results_dir: Path | str, *, storage: str | None = None) -> Stud
     store = ResultsStore(results_dir)
     spec = store.study()
     records = store.read_runs()
-    backend = open_existing_storage(storage or store.storage_url)
-    names = {s.study_name for s in backend.get_all_studies()} if backend else set()
+    backend = open_readonly_storage(storage or store.storage_url)
+    stored = {s.study_name for s in backend.get_all_studies()} if backend else set()
     arms = []
-    for arm in study_arms(spec):
-        studies = [
-            optuna.load_study(study_name=name, storage=backend)
-            for name in store.optuna_study_names(spec, arm.backbone, arm.loss)
-            if name in names
-        ]
-        arms.append(arm_progress(spec, arm, studies, records))
+    try:
+        for arm in study_arms(spec):
+            studies = [
+                optuna.load_study(study_name=name, storage=backend)
+                for name in arm_study_names(store, spec, arm, stored)
+            ]
+            arms.append(arm_progress(spec, arm, studies, records))
+    finally:
+        if backend is not None:
+            backend.engine.dispose()  # the last connection removes SQLite's -wal/-shm files
     return StudyProgress(
         name=spec.name, results_dir=store.root, metric=spec.tune.metric, arms=tuple(arms)
     )
+
+
+def arm_study_names(store: ResultsStore, spec: StudySpec, arm: Arm, stored: set[str]) -> list[str]:
+    """The arm's Optuna studies in ``stored``: named after the folder, else after the study.
+
+    The driver names them after the folder (``<folder>/<backbone>/<arm>``); a folder renamed
+    or moved afterwards keeps its studies' original names, the study's own ``name``, which
+    the report also falls back to.
+    """
+    names = store.optuna_study_names(spec, arm.backbone, arm.loss)
+    for owner in dict.fromkeys((store.root.name, spec.name)):
+        found = [owner + name[len(store.root.name) :] for name in names]
+        found = [name for name in found if name in stored]
+        if found:
+            return found
+    return []
 
 
 def first_failure(

@@ -12,6 +12,7 @@ A password never reaches a log, a message or a file: every URL shown to people p
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -139,6 +140,48 @@ def open_existing_storage(url: str) -> optuna.storages.RDBStorage | None:
     if path is not None and not path.is_file():
         return None
     return open_storage(url)
+
+
+def open_readonly_storage(url: str) -> optuna.storages.RDBStorage | None:
+    """Open a storage for a reader that must never change it: ``status``, the dashboard, reports.
+
+    None when the URL names a SQLite file that does not exist (opening it would create one).
+    SQLite is opened as it is, without switching its journal mode, through connections that
+    refuse every write (``PRAGMA query_only``), so the file stays byte-identical whatever the
+    caller does; the last connection to close still removes the ``-wal``/``-shm`` files that a
+    write-ahead-logged database gets while it is open. A folder that cannot be written (where
+    SQLite could not create those files) is read as ``immutable``: nothing can write it either.
+    Other databases are opened as the driver opens them; their read-only-ness is the caller's.
+    """
+    import optuna
+
+    path = sqlite_path(url)
+    if path is None:
+        return open_storage(url)
+    if not path.is_file():
+        return None
+    writable_folder = os.access(path.parent, os.W_OK)
+    uri = path.resolve().as_uri() + ("?mode=rw" if writable_folder else "?mode=ro&immutable=1")
+
+    def connect() -> sqlite3.Connection:
+        connection = sqlite3.connect(
+            uri, uri=True, timeout=_SQLITE_LOCK_TIMEOUT_S, check_same_thread=False
+        )
+        connection.execute("PRAGMA query_only = ON")
+        return connection
+
+    try:
+        return optuna.storages.RDBStorage(
+            "sqlite://",  # the connections come from `connect`, which names the file
+            engine_kwargs={"creator": connect},
+            skip_table_creation=True,
+        )
+    except Exception as error:  # any driver error means the same: the file is not readable
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise StorageError(
+            f"cannot read Optuna storage {path}: {reason}; check that it is the optuna.db "
+            "a study wrote and that you may read it"
+        ) from None
 
 
 def open_study_storage(store: ResultsStore, storage: str | None) -> optuna.storages.RDBStorage:
