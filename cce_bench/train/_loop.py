@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cce_bench.mechanism import ConfusionTally, confusion_tau
 from cce_bench.models import backbone_normalization, check_image_size, create_backbone
 from cce_bench.train._device import (
     PartOnDevice,
@@ -150,6 +151,8 @@ def _run_epoch(
     progress.proba, progress.metrics = proba, metrics
     # Per-epoch scalars only: per-class tables would repeat in every line of runs.jsonl.
     scalars = {key: value for key, value in metrics.items() if isinstance(value, int | float)}
+    if trainer.tally is not None:  # the training batches' confused set, this epoch
+        scalars.update(trainer.tally.summary(trainer.data.class_names))
     progress.history.append(
         {
             "epoch": epoch,
@@ -241,6 +244,9 @@ class Trainer:
     order_rng: np.random.Generator
     augment_generator: torch.Generator
     step: int = 0
+    #: H's size and membership per epoch (``cce_bench.mechanism``); None turns it off (the
+    #: benchmark measures its cost that way).
+    tally: ConfusionTally | None = None
 
     @classmethod
     def build(cls, spec: RunSpec, data: PreparedData) -> Trainer:
@@ -284,6 +290,9 @@ class Trainer:
             std=std,
             order_rng=np.random.default_rng(order_seed),
             augment_generator=torch.Generator(device=device).manual_seed(augment_seed),
+            tally=ConfusionTally(
+                data.num_classes, confusion_tau(spec.loss, spec.loss_params), device
+            ),
         )
 
     def _autocast(self) -> contextlib.AbstractContextManager:
@@ -336,7 +345,10 @@ class Trainer:
     def _step(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Forward, backward, optimizer and schedule step; returns the detached loss."""
         with self._autocast():
-            loss = self.loss_fn(self.model(x), target)
+            logits = self.model(x)
+            loss = self.loss_fn(logits, target)
+        if self.tally is not None:
+            self.tally.update(logits.detach(), target)
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
