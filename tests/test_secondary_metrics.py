@@ -50,7 +50,7 @@ def test_plan_refuses_a_secondary_metric_that_would_count_a_test_twice_or_is_unk
     from cce_bench.config import load_study
 
     path = study_file(tmp_path, {"analysis": {"secondary_metrics": metrics}})
-    with pytest.raises(StudyConfigError, match="analysis.secondary_metrics") as caught:
+    with pytest.raises(StudyConfigError, match=r"analysis\.secondary_metrics") as caught:
         load_study(path)
     assert why in str(caught.value)
 

@@ -218,6 +218,25 @@ def epoch_batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.
     ]
 
 
+def balanced_batches(
+    labels: np.ndarray, batch_size: int, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """As many draws as images, with replacement, each class equally likely, in batches.
+
+    Each image is drawn with probability ``1 / (C_present * n_class)``, as torch's
+    ``WeightedRandomSampler`` with inverse class-frequency weights would draw, but from the
+    run's own seeded data-order stream, so a balanced run is as deterministic as a shuffled
+    one and a CE and a CCE run of one seed see the same images in the same order.
+    """
+    _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    weights = 1.0 / (len(counts) * counts[inverse])
+    order = rng.choice(len(labels), size=len(labels), replace=True, p=weights / weights.sum())
+    return [
+        order[i * batch_size : (i + 1) * batch_size]
+        for i in range(steps_per_epoch(len(labels), batch_size))
+    ]
+
+
 @dataclass
 class Trainer:
     """The mutable state of one run (model, optimizer, generators), built from spec and data.
@@ -319,7 +338,11 @@ class Trainer:
         losses: list[torch.Tensor] = []
         diverged_at, images = None, 0
         started = time.perf_counter()
-        batches = epoch_batches(len(self.train_feed), self.spec.batch_size, self.order_rng)
+        if self.spec.sampler == "balanced":
+            labels = self.data.labels[self.train_feed.indices]
+            batches = balanced_batches(labels, self.spec.batch_size, self.order_rng)
+        else:
+            batches = epoch_batches(len(self.train_feed), self.spec.batch_size, self.order_rng)
         for positions, (raw, target) in zip(batches, self.train_feed.batches(batches), strict=True):
             x = augment_batch(
                 raw,
