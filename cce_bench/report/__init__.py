@@ -6,5 +6,12 @@ table the CLI prints, and ``significance_as_dict`` the same table as JSON values
 """
 
 from cce_bench.report._build import build_report, significance_as_dict, significance_table
+from cce_bench.report._compare import StudiesDifferError, compare_studies
 
-__all__ = ["build_report", "significance_as_dict", "significance_table"]
+__all__ = [
+    "StudiesDifferError",
+    "build_report",
+    "compare_studies",
+    "significance_as_dict",
+    "significance_table",
+]
