@@ -42,6 +42,7 @@ __all__ = [
     "available_losses",
     "cce_loss",
     "ce_loss",
+    "confusion_set",
     "focal_loss",
     "get_loss",
     "label_smoothing_loss",
@@ -233,6 +234,33 @@ def cce_loss(logits: Tensor, target: Tensor, tau: float = 0.0, reduction: str = 
     _check_inputs(logits, target, reduction)
     per_sample = _ConfusionAwareCrossEntropy.apply(_float32_at_least(logits), target, tau)
     return _reduce(per_sample, reduction)
+
+
+@torch.no_grad()
+def confusion_set(logits: Tensor, target: Tensor, tau: float = 0.0) -> Tensor:
+    """The confused set H of eq. 3 per sample, as ``cce_loss`` chooses it: bool ``[N, C]``.
+
+    ``H[i, j]`` is True when class j is a negative of sample i scoring above ``mu_neg + tau *
+    sigma_neg`` (capped just below the hardest negative, which is always in H); the true class
+    is never in H. It depends on logit differences only, so log-probabilities give the same H
+    as the logits they came from. Used to show what the loss does, never to train.
+    """
+    tau = _check_parameter("tau", tau)
+    _check_inputs(logits, target, "none")
+    logits = _float32_at_least(logits.detach()).contiguous()
+    n, c = logits.shape
+    flat_target = torch.arange(n, device=logits.device) * c + target
+    true_logit = logits.view(-1).take(flat_target)
+    negative_logits = logits.clone()
+    negative_logits.view(-1).index_fill_(0, flat_target, -math.inf)
+    hardest = negative_logits.amax(dim=1)
+    if tau == -math.inf:
+        in_h = torch.ones_like(logits, dtype=torch.bool)
+    else:
+        threshold = _confusion_threshold(logits, true_logit, hardest, flat_target, tau)
+        in_h = negative_logits > threshold[:, None]
+    in_h.view(-1).index_fill_(0, flat_target, False)
+    return in_h
 
 
 def ce_loss(logits: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:

@@ -452,22 +452,36 @@ def test_shipped_study_loads(name: str, tmp_path: Path) -> None:
 
 def test_shipped_pretrained_study_loads_with_weights_that_fit(tmp_path: Path) -> None:
     """Its weights file lies outside the repository (where it lies is the user's), so a
-    random-init ``efficientnet_lite0`` saved in its place stands in: everything else in the
+    random-init ``tf_efficientnet_lite0`` saved in its place stands in: everything else in the
     file must load as shipped."""
     import timm
     from safetensors.torch import save_file
 
     shipped = REPO_STUDIES / "ham10000-cpu-pretrained.toml"
     text = shipped.read_text(encoding="utf-8")
-    weights = re.search(r'^"efficientnet_lite0@imagenet" = "([^"]+)"$', text, flags=re.M)
-    assert weights, "the study names a weights file for efficientnet_lite0@imagenet"
-    save_file(timm.create_model("efficientnet_lite0").state_dict(), str(tmp_path / "w.safetensors"))
+    weights = re.search(r'^"tf_efficientnet_lite0@imagenet" = "([^"]+)"$', text, flags=re.M)
+    assert weights, "the study names a weights file for tf_efficientnet_lite0@imagenet"
+    model = timm.create_model("tf_efficientnet_lite0")
+    save_file(model.state_dict(), str(tmp_path / "w.safetensors"))
     copy = tmp_path / shipped.name
     copy.write_text(text.replace(weights.group(1), "w.safetensors"), encoding="utf-8")
     spec = load_study(copy, data_path=tmp_path)
-    assert spec.models.initialisation("efficientnet_lite0@imagenet") == tmp_path / "w.safetensors"
-    assert spec.models.initialisation("efficientnet_lite0@scratch") is False
+    weights_path = spec.models.initialisation("tf_efficientnet_lite0@imagenet")
+    assert weights_path == tmp_path / "w.safetensors"
+    assert spec.models.initialisation("tf_efficientnet_lite0@scratch") is False
     assert (spec.evaluate.stopping, spec.evaluate.seeds) == ("fixed", 3)
+
+
+def test_shipped_pretrained_study_normalises_as_its_tf_ported_weights_expect() -> None:
+    """The shared weights are Google's TF EfficientNet-Lite0: exact in timm's ``tf_`` model with
+    mean = std = 0.5 (TF-Lite's (x - 127) / 128), not with ImageNet's statistics."""
+    from cce_bench.models import backbone_normalization
+
+    text = (REPO_STUDIES / "ham10000-cpu-pretrained.toml").read_text(encoding="utf-8")
+    assert 'backbones = ["tf_efficientnet_lite0@imagenet", "tf_efficientnet_lite0@scratch"]' in text
+    half = (0.5, 0.5, 0.5)
+    assert backbone_normalization("tf_efficientnet_lite0@imagenet") == (half, half)
+    assert backbone_normalization("tf_efficientnet_lite0@scratch") == (half, half)
 
 
 def test_shipped_real_data_study_asks_for_data(tmp_path: Path) -> None:

@@ -103,6 +103,7 @@ def test_report_has_every_section_with_the_plan_first(report_text: str):
         "Exploratory comparisons",
         "Per-class recall (exploratory)",
         "Confused pairs (exploratory)",
+        "How CCE trains (the mechanism, exploratory)",
         "Tuning",
         "Figures",
         "Files",

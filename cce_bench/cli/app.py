@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from cce_bench import __version__
-from cce_bench.cli import cache, data, report, study, train
+from cce_bench.cli import cache, compare, data, report, study, train
 from cce_bench.cli._console import (
     EXIT_BAD_INPUT,
     EXIT_INTERRUPTED,
@@ -35,6 +35,7 @@ app = typer.Typer(
 app.add_typer(study.app)
 app.add_typer(train.app)
 app.add_typer(report.app)
+app.add_typer(compare.app)
 app.add_typer(data.app, name="data")
 app.add_typer(cache.app, name="cache")
 

@@ -23,6 +23,7 @@ from typing import Any
 from cce_bench.config._reader import StudyFileError, unknown_choice_detail
 from cce_bench.config._weights import check_initialisations
 from cce_bench.config.schema import (
+    AnalysisSpec,
     DataSpec,
     LossesSpec,
     ResourcesSpec,
@@ -309,6 +310,7 @@ class _StudyChecks:
 
         plan, losses = spec.analysis, spec.losses
         metric = plan.primary_metric
+        self._secondary_metrics(plan)
         if metric in DERIVED_METRICS:
             source = DERIVED_METRICS[metric]
             raise self.fail(
@@ -347,6 +349,28 @@ class _StudyChecks:
                     "analysis.comparisons",
                     f"`analysis.comparisons` = {arm!r} is not one of the other arms in "
                     f"`losses.arms` ({', '.join(others)}); {fix}",
+                )
+
+    def _secondary_metrics(self, plan: AnalysisSpec) -> None:
+        """Tested metrics, none the primary, and not a metric beside the one it is a function
+        of (the paper's ACC beside top-1): one test counted twice in one family."""
+        from cce_bench.metrics import DERIVED_METRICS, HIGHER_IS_BETTER
+
+        key, names = "analysis.secondary_metrics", plan.secondary_metrics
+        if not names:
+            return
+        self._names_listed(key, names, example='["paper_accuracy"]')
+        for name in names:
+            if name not in HIGHER_IS_BETTER:
+                raise self.fail(key, unknown_choice_detail(key, name, list(HIGHER_IS_BETTER)))
+            if name == plan.primary_metric:
+                raise self.fail(key, f"`{key}` lists the primary metric {name!r}; remove it")
+            source = DERIVED_METRICS.get(name)
+            if source in names or source == plan.primary_metric:
+                raise self.fail(
+                    key,
+                    f"`{key}` = {name!r} is a function of {source!r} in the same run, so its "
+                    f"test is {source!r}'s; list one of the two",
                 )
 
     def resources(self, spec: StudySpec) -> ResourcesSpec:

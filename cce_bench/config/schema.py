@@ -202,6 +202,9 @@ class TrainSpec(Table):
     """``[train]``: the fixed part of every run's recipe (the tuned part is ``[tune.space]``)."""
 
     epochs: int = field(default=4, metadata=limits(ge=1))
+    #: How each epoch orders the training images: "shuffle" (a permutation), or "balanced"
+    #: (sampled with replacement, each class equally likely; ``cce_bench.train``).
+    sampler: str = field(default="shuffle", metadata=limits(choices=("shuffle", "balanced")))
     batch_size: int = field(
         default=64, metadata=limits(ge=2, why="batch normalisation needs two images per batch")
     )
@@ -314,10 +317,14 @@ class AnalysisSpec(Table):
     (0.01 = 1 percentage point): the equivalence bound of the paired TOST and the effect a
     follow-up study is sized to detect. ``comparisons`` unset means every arm but the baseline.
     Every other metric is exploratory (Benjamini-Hochberg) and never changes the Answer.
+    ``secondary_metrics`` (e.g. ``["paper_accuracy"]``, the paper's headline ACC) form a second
+    family, pre-registered like the first: the same comparisons on each, Holm within it at
+    ``alpha``, reported apart and never mixed into the Answer.
     """
 
     primary_metric: str = "balanced_accuracy"
     comparisons: tuple[str, ...] | None = None
+    secondary_metrics: tuple[str, ...] = ()
     alpha: float = field(
         default=0.05,
         metadata=limits(gt=0.0, lt=0.5, why="the family-wise error rate; 0.05 is the convention"),

@@ -6,11 +6,14 @@ table the CLI prints, and ``report_as_json`` the analysis as typed values, nothi
 """
 
 from cce_bench.report._build import build_report, significance_as_dict, significance_table
+from cce_bench.report._compare import StudiesDifferError, compare_studies
 from cce_bench.report._json import REPORT_SCHEMA_VERSION, report_as_json
 
 __all__ = [
     "REPORT_SCHEMA_VERSION",
+    "StudiesDifferError",
     "build_report",
+    "compare_studies",
     "report_as_json",
     "significance_as_dict",
     "significance_table",

@@ -50,6 +50,13 @@ from cce_bench.report._figures import (
     optimisation_history_plot,
     paired_seed_plot,
 )
+from cce_bench.report._mechanism import (
+    FIGURE_NAME,
+    has_cce_arm,
+    mechanism_plot,
+    mechanism_runs,
+    mechanism_section,
+)
 from cce_bench.report._results import (
     StudyResults,
     compute_hours,
@@ -59,6 +66,7 @@ from cce_bench.report._results import (
     mean_confusion_matrices,
     seed_values,
 )
+from cce_bench.report._secondary import secondary_frame, secondary_section
 from cce_bench.report._sections import (
     clinical_section,
     completeness_section,
@@ -132,6 +140,17 @@ def build_report(results_dir: Path | str) -> Path:
     _write_csv(summary_frame(results.runs), root / "summary.csv")
     _write_csv(answer.comparisons, root / "stats.csv")
     plan, comparisons = answer.plan, answer.comparisons
+    mechanism = mechanism_runs(results) if has_cce_arm(results) else pd.DataFrame()
+    secondary = secondary_frame(
+        results.runs,
+        plan=plan,
+        metrics=results.spec.analysis.secondary_metrics,
+        baseline=results.baseline,
+        seeds=results.seeds,
+        arm_labels=results.arm_labels,
+    )
+    if not mechanism.empty:
+        figures.append(mechanism_plot(results, mechanism, root / FIGURES_DIR / FIGURE_NAME))
     if answer.sequential is not None:
         figures.append(
             sequence_plot(results, plan, answer.sequential, root / FIGURES_DIR / "sequence.png")
@@ -152,9 +171,11 @@ def build_report(results_dir: Path | str) -> Path:
         clinical_section(results),
         external_section(results),
         confirmatory_section(results, plan, comparisons, answer.sampling),
+        secondary_section(results.runs, secondary, plan, results.arm_labels),
         exploratory_section(results, plan, comparisons),
         recall_section(results, plan, comparisons),
         confused_pairs_section(results, plan, comparisons, _mcnemar(results)),
+        mechanism_section(results, mechanism),
         tuning_section(results, tunings, tuning_problem),
         _figures_section(figures, root),
         _files_section(results),

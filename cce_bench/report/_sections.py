@@ -70,6 +70,7 @@ def study_section(results: StudyResults, facts: dict[str, Any]) -> str:
         ("Arms", arms),
         ("Seeds", f"{', '.join(map(str, results.seeds))} ({len(results.seeds)} per arm)"),
         ("Tuning", _tuning_line(tune)),
+        *_sampler_row(results.spec.train.sampler),
         (
             "Hardware",
             ", ".join(f"{d} ({n} runs)" for d, n in devices.items())
@@ -89,6 +90,19 @@ def study_section(results: StudyResults, facts: dict[str, Any]) -> str:
     if sizes is not None:
         lines += ["", "Split sizes (from `split.json`):", "", markdown_table(sizes)]
     return "\n".join(lines)
+
+
+def _sampler_row(sampler: str) -> list[tuple[str, str]]:
+    """A row only for a study that changed how epochs draw images (the default shuffles)."""
+    if sampler != "balanced":
+        return []
+    return [
+        (
+            "Training sampler",
+            "`balanced`: each epoch draws as many images as the training part holds, with "
+            "replacement, every class equally likely",
+        )
+    ]
 
 
 def initialisation_table(results: StudyResults) -> pd.DataFrame:

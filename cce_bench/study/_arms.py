@@ -103,6 +103,7 @@ def build_run_spec(
         precision=spec.train.precision,
         pretrained=_pretrained(spec.models.initialisation(arm.backbone)),
         pretrained_sha256=spec.models.weights_sha256.get(arm.backbone),
+        sampler=spec.train.sampler,
     )
 
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cce_bench.mechanism import ConfusionTally, confusion_tau
 from cce_bench.models import backbone_normalization, check_image_size, create_backbone
 from cce_bench.train._device import (
     PartOnDevice,
@@ -150,6 +151,8 @@ def _run_epoch(
     progress.proba, progress.metrics = proba, metrics
     # Per-epoch scalars only: per-class tables would repeat in every line of runs.jsonl.
     scalars = {key: value for key, value in metrics.items() if isinstance(value, int | float)}
+    if trainer.tally is not None:  # the training batches' confused set, this epoch
+        scalars.update(trainer.tally.summary(trainer.data.class_names))
     progress.history.append(
         {
             "epoch": epoch,
@@ -215,6 +218,25 @@ def epoch_batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.
     ]
 
 
+def balanced_batches(
+    labels: np.ndarray, batch_size: int, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """As many draws as images, with replacement, each class equally likely, in batches.
+
+    Each image is drawn with probability ``1 / (C_present * n_class)``, as torch's
+    ``WeightedRandomSampler`` with inverse class-frequency weights would draw, but from the
+    run's own seeded data-order stream, so a balanced run is as deterministic as a shuffled
+    one and a CE and a CCE run of one seed see the same images in the same order.
+    """
+    _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    weights = 1.0 / (len(counts) * counts[inverse])
+    order = rng.choice(len(labels), size=len(labels), replace=True, p=weights / weights.sum())
+    return [
+        order[i * batch_size : (i + 1) * batch_size]
+        for i in range(steps_per_epoch(len(labels), batch_size))
+    ]
+
+
 @dataclass
 class Trainer:
     """The mutable state of one run (model, optimizer, generators), built from spec and data.
@@ -241,6 +263,9 @@ class Trainer:
     order_rng: np.random.Generator
     augment_generator: torch.Generator
     step: int = 0
+    #: H's size and membership per epoch (``cce_bench.mechanism``); None turns it off (the
+    #: benchmark measures its cost that way).
+    tally: ConfusionTally | None = None
 
     @classmethod
     def build(cls, spec: RunSpec, data: PreparedData) -> Trainer:
@@ -284,6 +309,9 @@ class Trainer:
             std=std,
             order_rng=np.random.default_rng(order_seed),
             augment_generator=torch.Generator(device=device).manual_seed(augment_seed),
+            tally=ConfusionTally(
+                data.num_classes, confusion_tau(spec.loss, spec.loss_params), device
+            ),
         )
 
     def _autocast(self) -> contextlib.AbstractContextManager:
@@ -310,7 +338,11 @@ class Trainer:
         losses: list[torch.Tensor] = []
         diverged_at, images = None, 0
         started = time.perf_counter()
-        batches = epoch_batches(len(self.train_feed), self.spec.batch_size, self.order_rng)
+        if self.spec.sampler == "balanced":
+            labels = self.data.labels[self.train_feed.indices]
+            batches = balanced_batches(labels, self.spec.batch_size, self.order_rng)
+        else:
+            batches = epoch_batches(len(self.train_feed), self.spec.batch_size, self.order_rng)
         for positions, (raw, target) in zip(batches, self.train_feed.batches(batches), strict=True):
             x = augment_batch(
                 raw,
@@ -336,7 +368,10 @@ class Trainer:
     def _step(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Forward, backward, optimizer and schedule step; returns the detached loss."""
         with self._autocast():
-            loss = self.loss_fn(self.model(x), target)
+            logits = self.model(x)
+            loss = self.loss_fn(logits, target)
+        if self.tally is not None:
+            self.tally.update(logits.detach(), target)
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()

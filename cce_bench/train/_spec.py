@@ -23,6 +23,8 @@ OPTIMIZERS = ("adamw", "sgd")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 OUTCOMES = ("completed", "pruned", "diverged")
+#: How an epoch draws its training images: a permutation, or class-balanced with replacement.
+SAMPLERS = ("shuffle", "balanced")
 
 
 class RunSpecError(CceBenchError, ValueError):
@@ -71,6 +73,7 @@ class RunSpec:
     deterministic: bool = False
     pretrained: bool | str = False
     pretrained_sha256: str | None = None
+    sampler: str = "shuffle"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "train_parts", tuple(self.train_parts))
@@ -80,6 +83,7 @@ class RunSpec:
             "optimizer": (self.optimizer in OPTIMIZERS, f"one of {OPTIMIZERS}"),
             "device": (self.device in DEVICES, f"one of {DEVICES}"),
             "precision": (self.precision in PRECISIONS, f"one of {PRECISIONS}"),
+            "sampler": (self.sampler in SAMPLERS, f"one of {SAMPLERS}"),
             "channels_last": (self.channels_last in ("auto", True, False), "auto, true or false"),
             "batch_size": (self.batch_size >= 2, ">= 2 (batch normalisation needs two images)"),
             "epochs": (self.epochs >= 1, ">= 1"),
