@@ -136,7 +136,7 @@ def build_report(results_dir: Path | str) -> Path:
         figures.append(
             sequence_plot(results, plan, answer.sequential, root / FIGURES_DIR / "sequence.png")
         )
-        answer_text = "\n".join(answer_lines(results, plan, answer.sequential))
+        answer_text = "\n".join(answer_lines(results, plan, answer.sequential, comparisons))
         design_text = sequential_section(results, plan, answer.sequential)
     else:
         answer_text, design_text = answer_section(results, plan, comparisons), ""
@@ -201,7 +201,8 @@ def judge(results: StudyResults) -> Judgement:
     if not is_anytime(results):
         return Judgement(plan, sampling, comparisons)
     sequential = sequential_comparisons(results, plan)
-    return Judgement(plan, sampling, apply_sequential_verdicts(comparisons, sequential), sequential)
+    judged = apply_sequential_verdicts(comparisons, sequential, plan, results.spec.evaluate.seeds)
+    return Judgement(plan, sampling, judged, sequential)
 
 
 def significance_table(results_dir: Path | str) -> pd.DataFrame:
