@@ -48,7 +48,7 @@ def plan_section(results: StudyResults, plan: AnalysisPlan, *, stated: bool) -> 
             "Confirmatory family",
             f"{len(plan.backbones)} backbones ({', '.join(plan.backbones)}) × "
             f"{len(plan.compared)} comparisons ({comparisons}) = {plan.size} {test}s over "
-            f"seeds (`analysis.test` = {plan.test!r}), family-wise error at most α = "
+            f'seeds (`analysis.test` = "{plan.test}"), family-wise error at most α = '
             f"{plan.alpha:g} for the verdicts together; only this family decides the Answer",
         ),
         (
@@ -67,7 +67,8 @@ def plan_section(results: StudyResults, plan: AnalysisPlan, *, stated: bool) -> 
         ),
         (
             "Intervals",
-            f"simultaneous {level} {test} intervals (Bonferroni, α/{plan.size} each): all "
+            f"simultaneous {level} {interval_name(plan)} intervals (Bonferroni, α/{plan.size} "
+            f"each): all "
             f"{plan.size} cover their true differences together with probability ≥ "
             f"{fmt_level(1 - plan.alpha)}",
         ),
@@ -118,6 +119,11 @@ def plan_section(results: StudyResults, plan: AnalysisPlan, *, stated: bool) -> 
 
 #: How each ``analysis.test`` is named in the report.
 TEST_NAMES = {"t": "paired t-test", "sign_flip": "exact sign-flip test"}
+
+
+def interval_name(plan: AnalysisPlan) -> str:
+    """The interval's name: "paired t" or "exact sign-flip"."""
+    return TEST_NAMES[plan.test].removesuffix("-test").removesuffix(" test")
 
 
 def _assumption_text(plan: AnalysisPlan) -> str:
@@ -188,7 +194,7 @@ def answer_section(results: StudyResults, plan: AnalysisPlan, frame: pd.DataFram
         "## Answer",
         "",
         f"The confirmatory family of the plan: {label}, {plan.size} comparisons, each verdict "
-        f"read off its simultaneous {level} {TEST_NAMES[plan.test].removesuffix('-test')} "
+        f"read off its simultaneous {level} {interval_name(plan)} "
         f"interval over seeds (family-wise error at most α = {plan.alpha:g}); the interval "
         "with the test set's own sampling added is shown beside it.",
         "",
@@ -334,7 +340,7 @@ def confirmatory_section(
         "",
         "- **CI, seeds** answers: how far would the difference move if the study were rerun "
         "with new training seeds on this same test set? "
-        f"({TEST_NAMES[plan.test].removesuffix('-test')} interval over the paired seeds.)",
+        f"({interval_name(plan)} interval over the paired seeds.)",
         f"- **CI, seeds + test set** answers: how far would it move with new seeds and a new "
         f"test set of as many lesions from the same population? {_sampling_note(sampling)}",
         f"- Both are simultaneous {level} intervals (α/{plan.size}), the level of the family. "

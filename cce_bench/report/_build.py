@@ -235,9 +235,10 @@ def significance_as_dict(report: Path, table: pd.DataFrame) -> dict[str, object]
         "report": str(report),
         "alpha": plan.alpha if plan is not None else ALPHA,
         "adjustment": (
-            f"Holm over the confirmatory family of {plan.size}"
+            f"Bonferroni over the confirmatory family of {plan.size} (the verdicts read off "
+            "its simultaneous intervals); Benjamini-Yekutieli over the exploratory family"
             if plan is not None
-            else "Holm over the confirmatory family"
+            else "Bonferroni over the confirmatory family"
         ),
         "verdict": (
             "anytime design (e-value and confidence sequence); p-values and intervals are the "
