@@ -84,20 +84,22 @@ def decision_paths(
     check the design (``benchmarks/bench_sequential.py``); a test holds it to ``look_path``.
     """
     d = np.atleast_2d(np.asarray(diffs, dtype=np.float64))
-    columns = [codes for _, codes in iter_look_codes(d, first_look, alpha, m, margin)]
+    columns = [codes for _, codes, _, _ in iter_looks(d, first_look, alpha, m, margin)]
     if not columns:
         return np.zeros((d.shape[0], 0), dtype=np.int8)
     return np.stack(columns, axis=1)
 
 
-def iter_look_codes(
+def iter_looks(
     d: np.ndarray, first_look: int, alpha: float, m: int, margin: float
-) -> Iterator[tuple[int, np.ndarray]]:
-    """(seeds n, decision code per row) of each look of :func:`decision_paths`, in order."""
+) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+    """(seeds n, decision code, cs_low, cs_high per row) of each look of
+    :func:`decision_paths`, in order."""
     threshold = m / alpha
     for n in range(max(first_look, 1), d.shape[1] + 1):
         if n < 2:  # one difference: e-value 1, interval (-inf, inf), never a decision
-            yield n, np.zeros(d.shape[0], dtype=np.int8)
+            unbounded = np.full(d.shape[0], np.inf)
+            yield n, np.zeros(d.shape[0], dtype=np.int8), -unbounded, unbounded
             continue
         prefix = d[:, :n]
         mean = prefix.mean(axis=1)
@@ -111,12 +113,8 @@ def iter_look_codes(
         half = np.full_like(mean, np.inf) if np.isinf(critical) else critical * se
         effect = reject & (mean != 0.0)
         equivalent = ~effect & (-margin < mean - half) & (mean + half < margin)
-        yield (
-            n,
-            np.where(effect, np.where(mean > 0, 1, -1), np.where(equivalent, 2, OPEN)).astype(
-                np.int8
-            ),
-        )
+        codes = np.where(effect, np.where(mean > 0, 1, -1), np.where(equivalent, 2, OPEN))
+        yield n, codes.astype(np.int8), mean - half, mean + half
 
 
 def first_decisions(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -158,7 +156,7 @@ def anytime_seeds_needed(
     d = np.random.default_rng(seed).standard_normal((replicates, cap)) + d_z
     open_rows = np.ones(replicates, dtype=bool)
     positive = 0
-    for n, codes in iter_look_codes(d, first_look, alpha, m, margin=d_z):
+    for n, codes, _, _ in iter_looks(d, first_look, alpha, m, margin=d_z):
         decided = open_rows & (codes != OPEN)
         positive += int(np.count_nonzero(decided & (codes == CODES[POSITIVE])))
         open_rows &= ~decided  # the first decision is the verdict
