@@ -19,7 +19,10 @@ arm (CE) and ``b`` the other (CCE), and the analysis runs on the differences ``d
 * :func:`corrected_resampled_t`: the Nadeau-Bengio test for studies whose split changes with
   the seed;
 * :func:`t_interval`: the t interval at any level (a simultaneous one at ``1 - alpha / m``);
-* :func:`verdict`: the four-outcome verdict a report prints.
+* :func:`verdict`: the four-outcome verdict of precomputed adjusted p-values;
+* :func:`fixed_verdicts` (from :mod:`cce_bench.fixed_design`): the fixed design's four-outcome
+  verdicts of a whole confirmatory family, read off its simultaneous intervals, the rule the
+  report uses.
 
 The tests themselves come from scipy and statsmodels; this module fixes the conventions around
 them (zero and constant differences, NaN in a family) and documents each.
@@ -39,6 +42,8 @@ from statsmodels.stats.power import TTestPower
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from cce_bench.errors import ResultsError
+from cce_bench.fixed_design import fixed_verdicts as fixed_verdicts  # the public rule
+from cce_bench.fixed_design import sign_flip_min_seeds as sign_flip_min_seeds
 
 
 class StatsInputError(ResultsError, ValueError):
@@ -351,6 +356,18 @@ def benjamini_hochberg(pvalues: ArrayLike) -> np.ndarray:
     NaN and are left out of the family, as in :func:`holm`. Order is preserved.
     """
     return _adjust(pvalues, "fdr_bh")
+
+
+def benjamini_yekutieli(pvalues: ArrayLike) -> np.ndarray:
+    """Benjamini-Yekutieli (2001) adjusted p-values (statsmodels ``method="fdr_by"``).
+
+    Benjamini-Hochberg's bound needs independent or positively dependent tests; the
+    exploratory family holds per-class recalls that trade off against each other (a model that
+    calls more lesions MEL gains MEL recall and loses NV recall), which are negatively
+    dependent. BY keeps the false discovery rate at most q under any dependence, at the price
+    of the factor sum_{i<=k} 1/i (2.9 for 10 tests). NaN handling and order as in :func:`holm`.
+    """
+    return _adjust(pvalues, "fdr_by")
 
 
 def _adjust(pvalues: ArrayLike, method: str) -> np.ndarray:

@@ -525,6 +525,17 @@ CASES: dict[str, Case] = {
         "cannot exceed 11.2",
         ("seeds = 1", 'seeds = 3\nstopping = "anytime"\nmax_seeds = 4'),
     ),
+    "study-sign-flip-too-few-seeds": study_case(
+        '`evaluate.seeds` = 5 is too few for `analysis.test` = "sign_flip"',
+        ("[evaluate]", ANALYSIS.format('test = "sign_flip"')),
+        ("seeds = 1", "seeds = 5"),
+    ),
+    "study-sign-flip-with-anytime": study_case(
+        '`analysis.test` = "sign_flip" is a fixed-design test, but `evaluate.stopping` is '
+        '"anytime"',
+        ("[evaluate]", ANALYSIS.format('test = "sign_flip"')),
+        ("seeds = 1", 'seeds = 6\nstopping = "anytime"\nmax_seeds = 10'),
+    ),
     "study-alpha-out-of-range": study_case(
         "`analysis.alpha` must be in (0.0, 0.5)", ("[evaluate]", ANALYSIS.format("alpha = 5"))
     ),

@@ -85,7 +85,7 @@ def test_results_folder_keeps_the_study_as_run(finished_study):
 def test_run_prints_the_report_and_significance_table(finished_study):
     _, root, output = finished_study
     assert "report:" in output and (root / "report.md").is_file()
-    assert "p (Holm)" in output and "Verdict" in output  # the significance table
+    assert "p (Bonferroni)" in output and "Verdict" in output  # the significance table
 
 
 def test_run_prints_a_wall_time_estimate_before_its_first_trial(finished_study):

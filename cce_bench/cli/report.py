@@ -15,7 +15,14 @@ app = typer.Typer()
 
 #: Columns shown per confirmatory comparison in a terminal (the interval's header names its
 #: level, so it is found by its ending); report.md and stats.csv have them all.
-TERMINAL_COLUMNS: tuple[str, ...] = ("Metric", "n", "Δ (pp)", "CI, seeds", "p (Holm)", "Verdict")
+TERMINAL_COLUMNS: tuple[str, ...] = (
+    "Metric",
+    "n",
+    "Δ (pp)",
+    "CI, seeds",
+    "p (Bonferroni)",
+    "Verdict",
+)
 NO_COMPARISON = (
     "no paired comparisons: the study has a single arm, so there is nothing to compare it with; "
     "list two or more losses in `losses.arms`"
@@ -73,8 +80,8 @@ def render_report(results_dir: Path) -> None:
         console.print(NO_COMPARISON)
         return
     console.print(
-        "The confirmatory family (the report's Answer): paired over seeds, Holm over the "
-        "family, simultaneous intervals; exploratory comparisons are in report.md"
+        "The confirmatory family (the report's Answer): paired over seeds, verdicts read off "
+        "simultaneous (Bonferroni) intervals; exploratory comparisons are in report.md"
     )
     if table.attrs.get("stopping") == "anytime":
         console.print(

@@ -78,6 +78,7 @@ class _StudyChecks:
         self.tune(spec)
         self.evaluate(spec)
         self.analysis(spec)
+        self._sign_flip_can_decide(spec)
         spec = dataclasses.replace(spec, resources=self.resources(spec))
         # Last: fitting a weights file to its architecture builds the model (timm, torch:
         # seconds), so every check that needs only names and numbers refuses a typo first.
@@ -300,6 +301,35 @@ class _StudyChecks:
                 f"differences; set max_seeds >= {needed} (more to decide anything but the "
                 'largest, most consistent effects), or stopping = "fixed" for a fixed number '
                 "of seeds tested once",
+            )
+
+    def _sign_flip_can_decide(self, spec: StudySpec) -> None:
+        """Refuse a sign-flip plan that can only end "inconclusive": with n seeds the exact
+        sign-flip test's smallest p is 2/2^n, and below ``sign_flip_min_seeds`` it stays above
+        alpha/m whatever the runs give. It is a fixed-design test: the anytime design's verdicts
+        come from the safe t-test, so the two together are refused as well."""
+        from cce_bench.fixed_design import sign_flip_min_seeds
+
+        evaluate, plan = spec.evaluate, spec.analysis
+        if plan.confirmatory_test != "sign_flip":
+            return
+        if evaluate.stopping == "anytime":
+            raise self.fail(
+                "analysis.test",
+                '`analysis.test` = "sign_flip" is a fixed-design test, but `evaluate.stopping` '
+                'is "anytime", whose verdicts come from the safe t-test; set stopping = "fixed", '
+                "or remove `test` (the anytime design assumes normal differences)",
+            )
+        m = spec.family_size()
+        needed = sign_flip_min_seeds(plan.alpha, max(m, 1))
+        if evaluate.seeds < needed:
+            raise self.fail(
+                "evaluate.seeds",
+                f"`evaluate.seeds` = {evaluate.seeds} is too few for `analysis.test` = "
+                f'"sign_flip": with {m} confirmatory comparisons at alpha {plan.alpha:g} each '
+                f"test runs at {plan.alpha / max(m, 1):.3g}, and with {evaluate.seeds} seeds "
+                f"the exact sign-flip p cannot go below 2/2^{evaluate.seeds} = "
+                f'{2 / 2**evaluate.seeds:.3g}; set seeds >= {needed}, or test = "t"',
             )
 
     # -- [analysis] ----------------------------------------------------------------------------

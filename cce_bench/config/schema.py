@@ -43,6 +43,8 @@ PLACEMENT_KEYS: tuple[str, ...] = ("data.path", "resources")
 
 #: ``evaluate.stopping``: a fixed number of seeds, or seeds added until the answer is in.
 STOPPING_RULES: tuple[str, ...] = ("fixed", "anytime")
+#: ``analysis.test`` (the names ``cce_bench.fixed_design.TESTS`` implements).
+CONFIRMATORY_TESTS: tuple[str, ...] = ("t", "sign_flip")
 
 Range = tuple[float, float]
 
@@ -333,6 +335,21 @@ class AnalysisSpec(Table):
         default=0.01,
         metadata=limits(gt=0.0, lt=1.0, why="in metric units: metrics are ratios, so 0.01 is 1 pp"),
     )
+    #: The fixed design's confirmatory test: "t" (paired t, assumes normal differences; unset
+    #: means it, and keeps the fingerprints of studies written before the key) or "sign_flip"
+    #: (exact, distribution-free, needs ``sign_flip_min_seeds`` seeds: 8 at m = 4, alpha 0.05).
+    test: str | None = field(
+        default=None,
+        metadata=limits(
+            choices=CONFIRMATORY_TESTS,
+            why="t: paired t-test (normal differences); sign_flip: exact, distribution-free",
+        ),
+    )
+
+    @property
+    def confirmatory_test(self) -> str:
+        """``test``, or "t" when unset."""
+        return self.test or "t"
 
     def compared_arms(self, losses: LossesSpec) -> tuple[str, ...]:
         """The arms compared with the baseline in the confirmatory family, in study order."""

@@ -155,7 +155,7 @@ def build_report(results_dir: Path | str) -> Path:
         figures.append(
             sequence_plot(results, plan, answer.sequential, root / FIGURES_DIR / "sequence.png")
         )
-        answer_text = "\n".join(answer_lines(results, plan, answer.sequential))
+        answer_text = "\n".join(answer_lines(results, plan, answer.sequential, comparisons))
         design_text = sequential_section(results, plan, answer.sequential)
     else:
         answer_text, design_text = answer_section(results, plan, comparisons), ""
@@ -222,7 +222,8 @@ def judge(results: StudyResults) -> Judgement:
     if not is_anytime(results):
         return Judgement(plan, sampling, comparisons)
     sequential = sequential_comparisons(results, plan)
-    return Judgement(plan, sampling, apply_sequential_verdicts(comparisons, sequential), sequential)
+    judged = apply_sequential_verdicts(comparisons, sequential, plan, results.spec.evaluate.seeds)
+    return Judgement(plan, sampling, judged, sequential)
 
 
 def significance_table(results_dir: Path | str) -> pd.DataFrame:
@@ -255,9 +256,10 @@ def significance_as_dict(report: Path, table: pd.DataFrame) -> dict[str, object]
         "report": str(report),
         "alpha": plan.alpha if plan is not None else ALPHA,
         "adjustment": (
-            f"Holm over the confirmatory family of {plan.size}"
+            f"Bonferroni over the confirmatory family of {plan.size} (the verdicts read off "
+            "its simultaneous intervals); Benjamini-Yekutieli over the exploratory family"
             if plan is not None
-            else "Holm over the confirmatory family"
+            else "Bonferroni over the confirmatory family"
         ),
         "verdict": (
             "anytime design (e-value and confidence sequence); p-values and intervals are the "

@@ -19,12 +19,27 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from cce_bench.metrics import HIGHER_IS_BETTER
-from cce_bench.report._families import CONFIRMATORY, AnalysisPlan, margin_text, metric_label
+from cce_bench.report._answer import follow_up_text
+from cce_bench.report._families import (
+    CONFIRMATORY,
+    FOLLOW_UP_CAP,
+    AnalysisPlan,
+    margin_text,
+    metric_label,
+)
 from cce_bench.report._figures import _STYLE, save_figure
 from cce_bench.report._format import fmt_diff, fmt_interval
 from cce_bench.report._results import StudyResults
-from cce_bench.report._tables import markdown_table
-from cce_bench.sequential import EQUIVALENT, POSITIVE, Look, deciding_look, verdict_look
+from cce_bench.report._tables import markdown_table, metric_scale
+from cce_bench.sequential import (
+    EQUIVALENT,
+    POSITIVE,
+    Look,
+    anytime_seeds_needed,
+    deciding_look,
+    verdict_look,
+)
+from cce_bench.stats import MIN_SEEDS, anytime_min_seeds, sign_flip_min_seeds
 from cce_bench.study import comparison_path, released_seeds
 
 
@@ -77,12 +92,20 @@ def _verdict_text(path: tuple[Look, ...], plan: AnalysisPlan, arm: str, baseline
 
 
 def apply_sequential_verdicts(
-    frame: pd.DataFrame, comparisons: list[SequentialComparison]
+    frame: pd.DataFrame,
+    comparisons: list[SequentialComparison],
+    plan: AnalysisPlan,
+    first_look: int,
 ) -> pd.DataFrame:
     """The confirmatory rows take the anytime verdicts; the fixed-n ones move to
     ``fixed_n_verdict`` (shown, never the verdict). Adds the e-value, the confidence sequence
-    and the seeds the verdict was read at."""
+    and the seeds the verdict was read at, and sizes each follow-up for this design
+    (:func:`anytime_follow_up`) rather than the fixed one."""
     frame = frame.copy()
+    for index in frame.index[frame["family"] == CONFIRMATORY]:
+        frame.at[index, "seeds_needed"] = anytime_follow_up(
+            frame.at[index, "sd_diff"], int(frame.at[index, "n"]), plan, first_look
+        )
     for column in ("fixed_n_verdict", "e_value", "cs_low", "cs_high", "verdict_seeds"):
         frame[column] = np.nan if column != "fixed_n_verdict" else ""
     frame["fixed_n_verdict"] = frame["fixed_n_verdict"].astype(object)
@@ -103,8 +126,31 @@ def apply_sequential_verdicts(
     return frame
 
 
+def anytime_follow_up(sd_diff: float, n: int, plan: AnalysisPlan, first_look: int) -> int | None:
+    """``max_seeds`` of an anytime follow-up with 80% power against ±margin at this sd.
+
+    Simulated with the design's own rule (:func:`cce_bench.sequential.anytime_seeds_needed`),
+    the simulation ``benchmarks/bench_sequential.py`` reports. None where no size means
+    anything (fewer than ``MIN_SEEDS`` seeds, or no spread); beyond ``FOLLOW_UP_CAP`` the cap
+    + 1, printed as "more than".
+    """
+    if n < MIN_SEEDS or not (math.isfinite(sd_diff) and sd_diff > 0.0):
+        return None
+    found = anytime_seeds_needed(
+        plan.margin / sd_diff,
+        first_look=max(first_look, 1),
+        alpha=plan.alpha,
+        m=plan.size,
+        cap=FOLLOW_UP_CAP,
+    )
+    return FOLLOW_UP_CAP + 1 if found is None else found
+
+
 def answer_lines(
-    results: StudyResults, plan: AnalysisPlan, comparisons: list[SequentialComparison]
+    results: StudyResults,
+    plan: AnalysisPlan,
+    comparisons: list[SequentialComparison],
+    frame: pd.DataFrame | None = None,
 ) -> list[str]:
     """The Answer under the anytime design: one line per comparison, verdict first."""
     metric, labels = plan.primary_metric, results.arm_labels
@@ -119,6 +165,8 @@ def answer_lines(
         f"±margin. Each verdict is read at the look that decided it.",
         "",
     ]
+    lines += _undecidable(results, plan)
+    follow_ups = _follow_ups(frame)
     for item in comparisons:
         read = item.read_at
         head = f"- **{item.backbone}, {labels[item.arm]} vs {labels[results.baseline]}**: "
@@ -126,10 +174,13 @@ def answer_lines(
             lines.append(head + "no look yet (fewer paired seeds than the first look).")
             continue
         when = "decided" if item.decided else "still open"
+        row = follow_ups.get((item.backbone, item.arm))
+        follow_up = "" if row is None else " " + follow_up_text(*row, plan, "anytime")
         lines.append(
-            head + f"{item.verdict} ({when} at {read.seeds} seeds, {read.n} paired). Δ = "
-            f"{fmt_diff(read.mean, metric, unit=True)}, confidence sequence "
-            f"{fmt_interval(read.cs_low, read.cs_high, metric)}, e-value {read.e_value:.3g}."
+            head + f"{item.verdict}{_normality_mark(item, plan)} ({when} at {read.seeds} "
+            f"seeds, {read.n} paired). Δ = {fmt_diff(read.mean, metric, unit=True)}, "
+            f"confidence sequence {fmt_interval(read.cs_low, read.cs_high, metric)}, e-value "
+            f"{read.e_value:.3g}.{follow_up}"
         )
     lines += [
         "",
@@ -137,6 +188,40 @@ def answer_lines(
         "in advance; they are shown for comparison and are **not the verdict**.",
     ]
     return lines
+
+
+def _follow_ups(frame: pd.DataFrame | None) -> dict[tuple[str, str], tuple[object, int]]:
+    """(backbone, arm) -> (anytime follow-up size, paired seeds) of the confirmatory rows."""
+    if frame is None or frame.empty:
+        return {}
+    rows = frame[frame["family"] == CONFIRMATORY]
+    return {(r.backbone, r.arm): (r.seeds_needed, int(r.n)) for r in rows.itertuples()}
+
+
+def _normality_mark(item: SequentialComparison, plan: AnalysisPlan) -> str:
+    """Mark a decision read where no distribution-free test could have reached α/m."""
+    read, floor = item.read_at, sign_flip_min_seeds(plan.alpha, plan.size)
+    if not item.decided or read is None or read.n >= floor:
+        return ""
+    return (
+        f" (rests on normality: with {read.n} seeds no distribution-free test can reach "
+        f"α/{plan.size}, which needs {floor})"
+    )
+
+
+def _undecidable(results: StudyResults, plan: AnalysisPlan) -> list[str]:
+    """A design whose ``max_seeds`` is below ``anytime_min_seeds`` could only end inconclusive."""
+    cap, needed = results.spec.evaluate.seed_cap, anytime_min_seeds(plan.alpha, max(plan.size, 1))
+    if cap >= needed:
+        return []
+    return [
+        f"**This design could not decide anything.** `evaluate.max_seeds` = {cap} is below the "
+        f"{needed} seeds at which the anytime test's e-value can reach m/α = "
+        f'{plan.size / plan.alpha:g} at all, so every comparison ends "inconclusive" whatever '
+        "the runs gave; it is the design, not the evidence, that is silent (a study file with "
+        "this plan is now refused when it loads).",
+        "",
+    ]
 
 
 def sequential_section(
@@ -244,7 +329,7 @@ def sequence_plot(
     a line the path must cross; the right panel shows the sequence narrowing look by look, with
     the margin band inside which "equivalent" is declared.
     """
-    scale = 100.0 if plan.primary_metric != "auc_macro" else 1.0
+    scale = metric_scale(plan.primary_metric)[0]
     labels = results.arm_labels
     with matplotlib.rc_context(_STYLE):
         figure = Figure(figsize=(9.0, 2.8 * max(len(comparisons), 1) + 0.8))

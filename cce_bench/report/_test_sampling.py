@@ -15,15 +15,15 @@ images are resampled too (Efron & Tibshirani 1993, ch. 6; clusters as in Field &
 
 Each resample is a weight per image (how often its lesion was drawn); every metric is then a
 function of the weighted confusion matrix (macro AUC of the weighted ranks), computed for all
-resamples at once. The standard error of the mean difference over seeds across resamples is
-``SE_test``, which ``cce_bench.report._families`` adds to the seeds' own. Seeded: the same
+resamples at once. The covariance across resamples of two different seeds' differences is the
+test set's own share of the variance, ``SE_test^2`` (:func:`between_seed_se`), which
+``cce_bench.report._families`` adds to the seeds' own. Seeded: the same
 folder gives the same resamples.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -237,12 +237,32 @@ def sampling_variance(
             if plan.family_of(metric, arm) == DERIVED:
                 continue
             diffs = np.stack([b[metric] - a[metric] for a, b in per_seed])
-            with warnings.catch_warnings():  # "Mean of empty slice": undefined in every seed
-                warnings.simplefilter("ignore", RuntimeWarning)
-                mean_over_seeds = np.nanmean(diffs, axis=0)
-            finite = mean_over_seeds[np.isfinite(mean_over_seeds)]
-            se[(backbone, arm, metric)] = float(finite.std(ddof=1)) if finite.size > 1 else math.nan
+            se[(backbone, arm, metric)] = between_seed_se(diffs)
     return SamplingVariance(se=se, clusters=test, resamples=resamples)
+
+
+def between_seed_se(diffs: np.ndarray) -> float:
+    """SE_test from ``[K, B]`` differences (seed x test-set resample): the between-seed
+    covariance across resamples, square-rooted.
+
+    A seed's difference on a resampled test set is the population difference, plus the test
+    set's deviation shared by every seed, plus the seed's own deviation (its training noise and
+    its seed x image interaction). The variance of the mean over seeds across resamples holds
+    the shared part once and each seed's interaction / K: that second part is already in the
+    seeds' spread s^2/K, so adding it here counted it twice (17-34% too wide an interval,
+    measured by ``benchmarks/bench_test_sampling.py``). The covariance of two different seeds'
+    differences across resamples holds the shared part only; its mean over the K(K - 1) pairs
+    of seeds, floored at 0 (it is an estimate), is SE_test^2. Resamples where the metric is
+    undefined for some seed are left out; fewer than two seeds or resamples give NaN.
+    """
+    d = np.asarray(diffs, dtype=np.float64)
+    d = d[:, np.all(np.isfinite(d), axis=0)] if d.ndim == 2 else d
+    if d.ndim != 2 or d.shape[0] < 2 or d.shape[1] < 2:
+        return math.nan
+    k = d.shape[0]
+    cov = np.cov(d)
+    between = (float(cov.sum()) - float(np.trace(cov))) / (k * (k - 1))
+    return math.sqrt(max(between, 0.0))
 
 
 def _first_readable(
