@@ -26,10 +26,13 @@ def ray_with_a_phantom_gpu():
     import ray
     import torch
 
+    from cce_bench.study._executor import _init_local_ray
+
     assert not torch.cuda.is_available()
     if ray.is_initialized():
         ray.shutdown()
-    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, logging_level="ERROR")
+    # Started again if a busy machine makes it miss Ray's start-up window, as a study's own is.
+    _init_local_ray(2, {"num_gpus": 1, "include_dashboard": False, "logging_level": "ERROR"})
     yield
     ray.shutdown()
 

@@ -78,7 +78,7 @@ def _study_without_data(path: Path):
 
 
 def _span(low: float, high: float, fmt: str = "{:,.0f}") -> str:
-    return fmt.format(low) if low == high else f"{fmt.format(low)} - {fmt.format(high)}"
+    return fmt.format(low) if low == high else f"{fmt.format(low)}-{fmt.format(high)}"
 
 
 def render_plan(name: str, result) -> None:
@@ -86,8 +86,7 @@ def render_plan(name: str, result) -> None:
     from rich.table import Table
 
     table = Table(title=f"plan of {name}", title_justify="left")
-    for column in ("Backbone", "Phase", "Size", "Seeds", "Runs", "Images trained", "img/s",
-                   "Run-hours"):  # fmt: skip
+    for column in ("Backbone", "Phase", "px", "Seeds", "Runs", "Images", "img/s", "Run-h"):
         table.add_column(column, justify="left" if column in ("Backbone", "Phase") else "right")
     for row in result.rows:
         hours = row.run_hours
@@ -97,15 +96,15 @@ def render_plan(name: str, result) -> None:
             f"{row.image_size}",
             _span(*row.seeds) if row.seeds else "",
             _span(*row.runs),
-            _span(*row.images),
-            f"{row.images_per_s:,.0f}" if row.images_per_s else "?",
-            _span(*hours, "{:,.1f}") if hours else "?",
+            _span(*(value / 1e6 for value in row.images), "{:,.1f}M"),
+            f"{row.images_per_s:,.3g}" if row.images_per_s else "?",
+            _span(*hours, "{:,.0f}") if hours else "?",
         )
     console.print(table)
     wall = result.wall_hours
     if wall is not None:
         console.print(
-            f"total: {_span(*result.run_hours, '{:,.1f}')} run-hours; "
+            f"total: {_span(*result.run_hours, '{:,.0f}')} run-hours; "
             f"{_span(*wall, '{:,.1f}')} h of wall time on {result.slots} slot(s) "
             f"(throughput: {result.throughput_source}; pruned trials end sooner; the seed "
             "range is the anytime design's first look to its cap)",

@@ -156,23 +156,30 @@ def read_throughput(path: Path) -> dict[str, float]:
         ) from None
 
 
-def probe_rates(spec: StudySpec, *, batch_size: int = 4, steps: int = 1) -> dict[str, float]:
-    """Training images/s of each backbone on this machine, from a short probe.
+#: The probe's image side: small, so that ``cce-bench plan`` takes seconds per backbone on a
+#: CPU; the rate is scaled to the study's size by pixel count (a convolutional network's cost
+#: grows about with the pixels it sees), which is why the plan calls it a rough CPU figure.
+PROBE_SIZE = 64
 
-    A small batch and one timed step keep ``cce-bench plan`` to seconds per backbone on a CPU;
-    it is a CPU figure, so it says how long the study would take here, not on a GPU.
+
+def probe_rates(spec: StudySpec, *, batch_size: int = 4, steps: int = 1) -> dict[str, float]:
+    """Training images/s of each backbone on this machine's CPU, rough and fast.
+
+    One timed step of ``batch_size`` images at ``PROBE_SIZE`` px (or the backbone's minimum)
+    on one thread (on a busy machine two threads waiting on each other measured 10x slower
+    than one), scaled by pixels to the study's size: a CPU figure, which says how long the
+    study would take here; ``--throughput`` gives a GPU's.
     """
+    from cce_bench.models import resolve_backbone
     from cce_bench.study._estimate import probe_images_per_s
 
-    threads = spec.resources.threads_per_run or spec.resources.cpus_per_run
-    return {
-        backbone: probe_images_per_s(
-            backbone,
-            image_size=spec.image_size_for(backbone),
-            batch_size=min(batch_size, spec.train.batch_size),
-            num_classes=7,
-            threads=threads,
-            steps=steps,
-        )
-        for backbone in spec.models.backbones
-    }
+    rates = {}
+    for backbone in spec.models.backbones:
+        size = spec.image_size_for(backbone)
+        probed = min(size, max(PROBE_SIZE, resolve_backbone(backbone).min_size))
+        rate = probe_images_per_s(
+            backbone, image_size=probed, batch_size=batch_size, num_classes=7,
+            threads=1, steps=steps,
+        )  # fmt: skip
+        rates[backbone] = rate * (probed / size) ** 2
+    return rates
