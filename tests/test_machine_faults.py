@@ -76,3 +76,25 @@ def test_with_no_node_left_the_study_stops_saying_so():
     health.failed("n2", "", "CUDA is not available on node n2")
     with pytest.raises(NoMachineLeftError, match=r"no node is left.*CUDA is not available"):
         health.check_some_left(["n1", "n2"])
+
+
+# -- memory on a shared card -----------------------------------------------------------------
+def test_a_run_sharing_a_card_caps_its_cuda_memory_at_its_share(monkeypatch):
+    from cce_bench.train._machine import cap_cuda_memory
+
+    fractions = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction", fractions.append)
+    cap_cuda_memory(0.5)
+    cap_cuda_memory(1.0)  # a whole card: no cap
+    assert fractions == [0.5]
+
+
+def test_an_out_of_memory_error_is_reported_with_batch_size_and_peak(monkeypatch):
+    from cce_bench.train._machine import out_of_memory_detail
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "max_memory_reserved", lambda: 30 * 2**30)
+    detail = out_of_memory_detail(RuntimeError("CUDA out of memory. Tried"), 64, 0.5)
+    assert "batch size 64" in detail and "30,720 MB" in detail and "share 0.5" in detail
+    assert out_of_memory_detail(ValueError("bad lr"), 64, 0.5) is None

@@ -419,7 +419,7 @@ def run_training_task(
     key: str,
     report_metric: str | None,
     train_fn: Callable[..., RunResult] | None,
-    shared_card: bool = False,
+    gpu_share: float = 0.0,
 ) -> tuple[RunResult, dict[str, str]]:
     """Body of the Ray task: one ``train_run`` on a worker, plus where it ran.
 
@@ -427,12 +427,14 @@ def run_training_task(
     ``train_run`` sets the torch thread count from ``spec.threads`` itself; a run given a GPU
     asks for ``cuda``, which raises when CUDA cannot see it (``train.require_cuda``), so a run
     never falls back to the CPU. A failure that is the machine's (``is_machine_fault``; an
-    out-of-memory error counts when ``shared_card``) is raised as ``MachineFailure`` naming
-    the node and GPU, so the driver replaces the run instead of counting it.
+    out-of-memory error counts when the card is shared) is raised as ``MachineFailure`` naming
+    the node and GPU, so the driver replaces the run instead of counting it. A run sharing a
+    card (``gpu_share`` below 1) may use only its share of the card's memory.
     """
     import ray
 
     from cce_bench.train import MachineFailure, gpu_facts, is_machine_fault
+    from cce_bench.train._machine import cap_cuda_memory, out_of_memory_detail
 
     ray.get(channel.started.remote(key))
     train_fn = train_fn or train_run
@@ -440,15 +442,20 @@ def run_training_task(
     node_id = ray.get_runtime_context().get_node_id()
     gpu_ids = list(ray.get_gpu_ids())
     try:
+        cap_cuda_memory(gpu_share)
         reporter = ChannelReporter(channel, key, report_metric) if report_metric else None
         result = train_fn(spec, data, reporter)
     except Exception as error:
-        if not is_machine_fault(error, shared_card=shared_card):
+        shared = 0 < gpu_share < 1
+        oom = out_of_memory_detail(error, spec.batch_size, gpu_share)
+        if not is_machine_fault(error, shared_card=shared):
+            if oom is not None:  # the setting's own: fails once, never retried at this batch
+                raise RuntimeError(oom) from error
             raise
         gpu = getattr(error, "gpu", "") or os.environ.get("CUDA_VISIBLE_DEVICES", "")
         kind = type(error) if isinstance(error, MachineFailure) else MachineFailure
         detail = str(error) if isinstance(error, MachineFailure) else f"{type(error).__name__}: "
-        detail += "" if isinstance(error, MachineFailure) else _first_line(error)
+        detail += "" if isinstance(error, MachineFailure) else (oom or _first_line(error))
         raise kind(detail, node=node_id, gpu=gpu) from error
     node = {"hostname": socket.gethostname(), "node_id": node_id}
     if gpu_ids:
@@ -500,7 +507,7 @@ class Executor:
             job.key,
             job.report_metric,
             self.train_fn,
-            0 < gpus < 1,
+            gpus,
         )
         self.inflight[ref] = job
 

@@ -158,3 +158,31 @@ def is_machine_fault(error: BaseException, *, shared_card: bool) -> bool:
     if shared_card and OOM_MARKER in text:
         return True
     return any(marker in text for marker in MACHINE_FAULT_MARKERS)
+
+
+def cap_cuda_memory(share: float) -> None:
+    """Let this process use at most ``share`` of its card when runs share one (0 < share < 1).
+
+    Without the cap, the caching allocator of one run grows into its neighbour's half at its
+    peak and the neighbour fails with an out-of-memory error that says nothing of why.
+    """
+    import torch
+
+    if 0 < share < 1 and torch.cuda.is_available():
+        torch.cuda.set_per_process_memory_fraction(share)
+
+
+def out_of_memory_detail(error: BaseException, batch_size: int, share: float) -> str | None:
+    """For a CUDA out-of-memory error, one line with the batch size, the run's peak and its
+    share of the card; None for any other error."""
+    if OOM_MARKER not in str(error).lower():
+        return None
+    import torch
+
+    peak = torch.cuda.max_memory_reserved() / 2**20 if torch.cuda.is_available() else 0.0
+    where = f"its share {share:g} of a shared card" if 0 < share < 1 else "a card of its own"
+    return (
+        f"CUDA out of memory at batch size {batch_size} (peak reserved {peak:,.0f} MB, on "
+        f"{where}); lower train.batch_size for every arm, or give the backbone a whole card "
+        "(resources.gpus_per_run)"
+    )
