@@ -344,7 +344,9 @@ class ResourcesSpec(Table):
     ``threads_per_run`` (torch intra-op threads) defaults to ``cpus_per_run`` once loaded.
     ``gpus_per_run`` is one share or a table of shares by backbone; ``max_concurrent = "auto"``
     fills the cluster's slots (GPUs / share, or CPUs / ``cpus_per_run``). A node or GPU with
-    ``machine_failures`` machine failures in a row gets no more work.
+    ``machine_failures`` machine failures in a row gets no more work. A run past
+    ``deadline_factor`` x the median of its finished peers (and ``deadline_floor_s``) is
+    cancelled and run again.
     """
 
     cpus_per_run: int = field(default=1, metadata=limits(ge=1))
@@ -353,6 +355,8 @@ class ResourcesSpec(Table):
     threads_per_run: int | None = field(default=None, metadata=limits(ge=1))
     max_retries: int = field(default=2, metadata=limits(ge=0))
     machine_failures: int = field(default=2, metadata=limits(ge=1))
+    deadline_factor: float = field(default=3.0, metadata=limits(gt=1.0))
+    deadline_floor_s: float = field(default=600.0, metadata=limits(ge=0.0))
 
     def gpus_for(self, backbone: str) -> float:
         """The GPU share of one run of ``backbone``."""

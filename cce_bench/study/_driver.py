@@ -178,6 +178,7 @@ class StudyDriver:
         wanted = spec.resources.max_concurrent
         #: Consecutive machine failures per node and GPU (``resources.machine_failures``).
         self.health = MachineHealth(spec.resources.machine_failures)
+        self.deadline_misses: dict[str, int] = {}
         #: The executor whose nodes ``health`` leaves out; set by ``_drive``.
         self.executor: Executor | None = None
         self.slots = options.slots or (wanted if isinstance(wanted, int) else 1)
@@ -258,6 +259,11 @@ class StudyDriver:
         return prune
 
     def on_done(self, done: JobDone) -> None:
+        if done.deadline:
+            self.deadline_misses[done.job.key] = self.deadline_misses.get(done.job.key, 0) + 1
+            # A run late twice is its own fault (a setting that trains slowly), not the
+            # machine's: it is recorded as failed instead of looping.
+            done.machine = self.deadline_misses[done.job.key] < 2
         if done.machine:
             self._machine_failed(done)
             return
@@ -544,6 +550,8 @@ def run_resources(spec: StudySpec) -> Resources:
         max_concurrent=spec.resources.max_concurrent,
         max_retries=spec.resources.max_retries,
         machine_failures=spec.resources.machine_failures,
+        deadline_factor=spec.resources.deadline_factor,
+        deadline_floor_s=spec.resources.deadline_floor_s,
     )
 
 

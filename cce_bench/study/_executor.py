@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cce_bench.errors import ClusterError
+from cce_bench.study._deadline import Deadlines
 from cce_bench.train import RunSpec, train_run
 
 if TYPE_CHECKING:
@@ -67,6 +68,10 @@ class Resources:
     max_retries: int = 2
     #: k: a node or GPU with this many machine failures in a row gets no more work.
     machine_failures: int = 2
+    #: A task past ``deadline_factor`` x the median of its finished peers (backbone, phase),
+    #: and past ``deadline_floor_s``, is cancelled and run again (``_deadline.Deadlines``).
+    deadline_factor: float = 3.0
+    deadline_floor_s: float = 600.0
 
     def gpus_for(self, backbone: str) -> float:
         """The GPU share a run of ``backbone`` asks Ray for."""
@@ -111,6 +116,8 @@ class JobDone:
     attempts: int = 1
     #: The run failed for the machine's sake (``MachineFailure``): it is replaced, not counted.
     machine: bool = False
+    #: The run was cancelled past its deadline (``_deadline.Deadlines``).
+    deadline: bool = False
 
 
 def start_ray(
@@ -483,6 +490,8 @@ class Executor:
         #: Nodes left out after machine failures (``MachineHealth``); set by the driver.
         self.excluded_nodes: set[str] = set()
         self._next_node = -1
+        self.deadlines = Deadlines(resources.deadline_factor, resources.deadline_floor_s)
+        self._started: dict[Any, float] = {}
 
     def put(self, data: Any) -> Any:
         """Place data in the object store once; every task then receives the same reference."""
@@ -510,6 +519,7 @@ class Executor:
             gpus,
         )
         self.inflight[ref] = job
+        self._started[ref] = time.monotonic()
 
     def alive_nodes(self) -> list[str]:
         """The Ray node ids of the alive nodes that could run a run (have CPUs)."""
@@ -554,6 +564,25 @@ class Executor:
             for ref in ready:
                 on_done(self.collect(ref))
                 may_have_more = True
+            for done in self.cancel_overdue():
+                on_done(done)
+                may_have_more = True
+
+    def cancel_overdue(self) -> list[JobDone]:
+        """Force-cancel the tasks past their deadline; each comes back as a ``JobDone`` with
+        ``deadline`` and ``machine`` set, so that the driver runs it again."""
+        import ray
+
+        now = time.monotonic()
+        running = {ref: (_group(job), self._started[ref]) for ref, job in self.inflight.items()}
+        cancelled = []
+        for ref in self.deadlines.overdue(running, now):
+            job = self.inflight.pop(ref)
+            with contextlib.suppress(Exception):  # it may have finished meanwhile
+                ray.cancel(ref, force=True)
+            reason = self.deadlines.describe(_group(job), now - self._started.pop(ref))
+            cancelled.append(JobDone(job, error=reason, machine=True, deadline=True))
+        return cancelled
 
     def relay_reports(self, on_report: Callable[[Job, int, float], bool]) -> None:
         import ray
@@ -573,9 +602,11 @@ class Executor:
         from cce_bench.train import MachineFailure
 
         job = self.inflight.pop(ref)
+        started = self._started.pop(ref, time.monotonic())
         try:
             result, node = ray.get(ref)
             done = JobDone(job, result=result, node=node)
+            self.deadlines.finished(_group(job), time.monotonic() - started)
         except RayTaskError as error:
             cause = error.cause if error.cause is not None else error
             done = JobDone(job, error=f"{type(cause).__name__}: {_first_line(cause)}")
@@ -601,6 +632,12 @@ class Executor:
                 ray.cancel(ref, force=True)
         self.inflight.clear()
         return jobs
+
+
+def _group(job: Job) -> tuple[str, str]:
+    """(backbone, phase) of a job: the tasks that take about as long as each other."""
+    phase = "evaluate" if job.key.startswith("evaluate/") else "tune"
+    return job.run_spec.backbone, phase
 
 
 def _first_line(error: BaseException) -> str:
