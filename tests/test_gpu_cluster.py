@@ -13,11 +13,13 @@ from pathlib import Path
 import pytest
 from studies_for_tests import arm_trials, write_study
 
-from cce_bench.cli._console import EXIT_MACHINE_FAILURE
+import cce_bench.study._driver
+from cce_bench.cli._console import EXIT_BAD_INPUT
 from cce_bench.cli.app import main
 from cce_bench.config import load_study
 from cce_bench.study import run_study
 from cce_bench.study._executor import Resources, fit_concurrency
+from cce_bench.study._health import NoMachineLeftError
 
 
 @pytest.fixture(scope="module")
@@ -43,21 +45,36 @@ def with_gpus(study: Path, gpus: str = "1") -> Path:
     return study
 
 
-def test_a_gpu_study_that_cannot_see_cuda_exits_non_zero_naming_cuda_and_trains_nothing_on_cpu(
+def recorded_runs(results: Path) -> list[dict]:
+    runs = results / "tiny" / "runs.jsonl"
+    return [json.loads(line) for line in runs.read_text().splitlines()] if runs.exists() else []
+
+
+def test_a_gpu_study_that_cannot_see_cuda_is_stopped_by_the_preflight_naming_cuda(
     ray_with_a_phantom_gpu, tmp_path, capsys
 ):
     study = with_gpus(write_study(tmp_path, arms=("ce",), n_trials=2, seeds=1))
     results = tmp_path / "results"
     with pytest.raises(SystemExit) as exit_:
         main(["run", str(study), "--results-dir", str(results)])
-    assert exit_.value.code == EXIT_MACHINE_FAILURE
+    assert exit_.value.code == EXIT_BAD_INPUT
     error = " ".join(capsys.readouterr().err.split())
-    assert "CUDA is not available" in error and "GPU" in error and "driver" in error
-    runs = results / "tiny" / "runs.jsonl"
-    records = [json.loads(line) for line in runs.read_text().splitlines()] if runs.exists() else []
-    assert not [r for r in records if r.get("device") == "cpu"]
-    trials = arm_trials(results / "tiny", ("ce",))["ce"]
-    assert all(t.user_attrs.get("interrupted") for t in trials)  # none counts against n_trials
+    assert "CUDA is not available" in error and "node" in error and "driver" in error
+    assert recorded_runs(results) == []
+
+
+def test_a_run_given_a_gpu_cuda_cannot_see_fails_as_a_machine_failure_never_on_the_cpu(
+    ray_with_a_phantom_gpu, tmp_path, monkeypatch
+):
+    """Past the pre-flight (a card that falls off later), every run fails as the machine's,
+    none is counted, and with the only node left out the study stops naming CUDA."""
+    monkeypatch.setattr(cce_bench.study._driver, "_preflight", lambda spec, nodes: None)
+    study = with_gpus(write_study(tmp_path, arms=("ce",), n_trials=2, seeds=1))
+    with pytest.raises(NoMachineLeftError, match=r"CUDA is not available.*GPU.*driver"):
+        run_study(load_study(study), tmp_path / "results")
+    assert not [r for r in recorded_runs(tmp_path / "results") if r.get("device") == "cpu"]
+    trials = arm_trials(tmp_path / "results" / "tiny", ("ce",))["ce"]
+    assert trials and all(t.user_attrs.get("interrupted") for t in trials)
 
 
 def first_call_fails_with(message: str, marker: Path):

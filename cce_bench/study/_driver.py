@@ -387,6 +387,7 @@ def run_study(
             stack.callback(stop_ray)
         nodes = node_resources()
         check_resources(run_resources(spec), device=spec.train.device, nodes=nodes)
+        _preflight(spec, nodes)
         resources, capped = fit_concurrency(run_resources(spec), nodes)
         notes = (*notes, capped) if capped else notes
         if not store.exists():
@@ -398,6 +399,16 @@ def run_study(
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         options = DriverOptions(phases, on_event, started, records, resources.max_concurrent)
         return _drive(spec, store, backend, prepared, resources, options, train_fn, notes)
+
+
+def _preflight(spec: StudySpec, nodes: list[dict[str, float]]) -> None:
+    """One task per node checks it against the driver (``_preflight.check_nodes``): for a GPU
+    study or a cluster of several nodes; a one-node CPU study runs where the driver does."""
+    from cce_bench.study._preflight import check_nodes
+
+    shares = [share for share in run_resources(spec).gpu_shares if share > 0]
+    if shares or len(nodes) > 1:
+        check_nodes(spec, min(shares, default=0.0))
 
 
 def _read_records(
