@@ -7,9 +7,15 @@ Steps, each measured the way the study runs (batch 32, bf16 where the card compu
 channels_last, the real ``Trainer``):
 
 - driver:    the NVIDIA driver's CUDA version against the one torch was built for;
-- backbones: one timed epoch of each paper backbone at its native size, then one epoch under
-             ``torch.cuda.set_sync_debug_mode("warn")`` counting host-device syncs;
-- packing:   two processes training resnet50 on one GPU at once, as ``gpus_per_run = 0.5`` does;
+- losses:    CE, CCE and CCE-tau on the same backbone (resnet50 at 224 px), one timed epoch each;
+- backbones: one timed epoch of each paper backbone at its native size on about 8,000 synthetic
+             images, then one epoch under ``torch.cuda.set_sync_debug_mode("warn")`` counting
+             host-device syncs;
+- fixed:     a run's fixed cost, apart: process start and imports, CUDA init, data upload, and
+             the first epoch's extra time (cuDNN autotuning, the allocator's growth);
+- weights:   a generated weights file for resnet50, loaded and fitted as a study loads one;
+- packing:   two processes training at once on one GPU, as ``gpus_per_run = 0.5`` does, for
+             resnet50 and efficientnet_b4; 2 x the peak reserved memory must fit the card;
 - study:     ``cce-bench run`` of a 2-trial, 2-seed GPU study (ce and cce_tau) on synthetic data;
 - report:    images/s against NVIDIA's published A100 figures, peak memory without the data,
              syncs per step; one JSON file, ``$OUT/gpu_check.json`` when ``OUT`` is set.
@@ -45,7 +51,13 @@ BACKBONES = {
     "densenet121": ("focal", None),
 }
 BATCH = 32
-STEPS = 24  # per epoch: enough for a stable rate, and for the divergence check to run
+#: Steps per epoch: 250 x 32 = 8,000 images, about HAM10000's training part, so the data's
+#: upload decision and the timed epoch are the study's.
+STEPS = 250
+#: The backbones packed two to a card (``gpus_per_run = 0.5``).
+PACKED = ("resnet50", "efficientnet_b4")
+#: The losses timed on one backbone: their cost beside the backbone's is the paper's claim.
+LOSSES = ("ce", "cce", "cce_tau")
 #: Syncs allowed per step: the divergence check every 16 steps, and the epoch's end.
 MAX_SYNCS_PER_STEP = 1 / 16 + 4 / STEPS
 
@@ -80,15 +92,23 @@ def plan(out: Path | None) -> list[tuple[str, str]]:
     return [
         ("driver", "nvidia-smi's driver and CUDA version against torch.version.cuda; stop with "
                    "the fix when the driver is older than torch's CUDA or torch is CPU-only"),
+        ("losses", f"{', '.join(LOSSES)} on resnet50 at 224 px, batch {BATCH}: one timed epoch "
+                   "each, images/s"),
         ("backbones", f"one epoch each of {backbones} at native size, batch {BATCH}, "
-                      f"{STEPS} steps, auto precision, channels_last: images/s, then one epoch "
-                      "under set_sync_debug_mode('warn'): syncs per step; peak memory without "
-                      "the data"),
-        ("packing", "two processes training resnet50 at once on GPU 0 (gpus_per_run = 0.5): "
-                    "images/s each and together"),
+                      f"{STEPS} steps ({BATCH * STEPS:,} synthetic images), auto precision, "
+                      "channels_last: images/s, then one epoch under "
+                      "set_sync_debug_mode('warn'): syncs per step; peak memory without the data"),
+        ("fixed", "a run's fixed cost in a fresh process: start and imports, CUDA init, data "
+                  "upload, the first epoch's extra time (cuDNN autotuning)"),
+        ("weights", "a generated resnet50 weights file (safetensors): SHA-256, loaded and fitted "
+                    "key for key"),
+        ("packing", f"two processes at once on GPU 0 (gpus_per_run = 0.5) for "
+                    f"{', '.join(PACKED)}: images/s each and together; 2 x peak reserved memory "
+                    "must fit the card"),
         ("study", "cce-bench run of a 2-trial, 2-seed study (resnet50, ce and cce_tau, "
                   "synthetic data, gpus_per_run = 0.5) in a temporary folder"),
-        ("report", f"images/s against NVIDIA's A100 figures, peak MB, syncs/step; JSON: {target}"),
+        ("report", f"images/s against NVIDIA's A100 figures, peak MB, syncs/step; JSON for "
+                   f"`cce-bench plan --throughput`: {target}"),
     ]  # fmt: skip
 
 
@@ -178,6 +198,76 @@ def trainer_for(name: str, loss: str):
     return Trainer.build(spec, synthetic(size, BATCH * STEPS, BATCH))
 
 
+def measure_losses() -> dict:
+    """Images/s of resnet50 at 224 px under each of ``LOSSES`` (after a warm-up epoch)."""
+    import torch
+
+    rates = {}
+    for loss in LOSSES:
+        trainer = trainer_for("resnet50", loss)
+        trainer.train_epoch()
+        log = trainer.train_epoch()
+        rates[loss] = round(log.images / log.seconds, 1)
+        del trainer
+        torch.cuda.empty_cache()
+    return {"backbone": "resnet50", "image_size": 224, "images_per_s": rates}
+
+
+def measure_fixed_cost(started: float, result: Path) -> None:
+    """In a fresh process (``--fixed-cost``): what a run pays before its first steady step."""
+    imported = time.time()
+    import torch
+
+    from cce_bench.train._loop import Trainer  # noqa: F401 (the run's own imports)
+
+    imports_s = time.time() - imported
+    clock = time.perf_counter()
+    torch.zeros(1, device="cuda")
+    torch.cuda.synchronize()
+    cuda_init_s = time.perf_counter() - clock
+    clock = time.perf_counter()
+    trainer = trainer_for("resnet50", "ce")
+    torch.cuda.synchronize()
+    upload_s = time.perf_counter() - clock
+    first = trainer.train_epoch()
+    steady = trainer.train_epoch()
+    costs = {
+        "process_start_s": round(imported - started, 2), "imports_s": round(imports_s, 2),
+        "cuda_init_s": round(cuda_init_s, 2), "data_upload_s": round(upload_s, 2),
+        "first_epoch_extra_s": round(first.seconds - steady.seconds, 2),
+    }  # fmt: skip
+    costs["total_s"] = round(sum(costs.values()), 2)
+    result.write_text(json.dumps(costs))
+
+
+def measure_fixed() -> dict:
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder, "fixed.json")
+        command = [sys.executable, __file__, "--fixed-cost", str(time.time()), str(out)]
+        code = subprocess.run(command, timeout=240, check=False).returncode
+        if code:
+            return {"problem": f"the fixed-cost process failed (exit code {code})"}
+        return json.loads(out.read_text())
+
+
+def check_weights() -> dict:
+    """Write resnet50's weights as a file, then load and fit it as a study does."""
+    from safetensors.torch import save_file
+
+    from cce_bench.models import check_weights_fit, create_backbone, weights_sha256
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder, "resnet50.safetensors")
+        model = create_backbone("resnet50", 1000)
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+        clock = time.perf_counter()
+        check_weights_fit("resnet50", path)
+        create_backbone("resnet50", 7, pretrained=path).cuda()
+        load_s = round(time.perf_counter() - clock, 2)
+        size_mb = round(path.stat().st_size / 2**20, 1)
+        return {"file_mb": size_mb, "sha256": weights_sha256(path), "load_s": load_s}
+
+
 def counted_syncs(run) -> tuple[int, list[str]]:
     """Syncs ``run()`` causes, as ``set_sync_debug_mode("warn")`` reports them, with the
     cce_bench line that caused each (the warning itself names no Python frame)."""
@@ -229,29 +319,47 @@ def measure_backbone(name: str, loss: str, published: float | None) -> dict:
     return result
 
 
-def measure_packed(barrier: Path, result: Path) -> None:
+def measure_packed(name: str, barrier: Path, result: Path) -> None:
     """One of the two packed processes: warm up, wait for the other, time one epoch."""
-    trainer = trainer_for("resnet50", "ce")
+    import torch
+
+    from cce_bench.train._device import peak_reserved_mb
+
+    trainer = trainer_for(name, BACKBONES[name][0])
     trainer.train_epoch()
     (barrier / str(os.getpid())).touch()
     while len(list(barrier.iterdir())) < 2:
         time.sleep(0.05)
     log = trainer.train_epoch()
-    result.write_text(json.dumps({"images_per_s": log.images / log.seconds}))
+    total_mb = torch.cuda.get_device_properties(0).total_memory / 2**20
+    peak_mb = peak_reserved_mb(trainer.device)
+    found = {
+        "images_per_s": log.images / log.seconds,
+        "total_mb": total_mb,
+        "peak_reserved_mb": peak_mb,
+    }
+    result.write_text(json.dumps(found))
 
 
-def measure_packing() -> dict:
+def measure_packing(name: str) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         barrier = Path(folder, "barrier")
         barrier.mkdir()
         outputs = [Path(folder, f"run{i}.json") for i in range(2)]
-        command = [sys.executable, __file__, "--packed", str(barrier)]
+        command = [sys.executable, __file__, "--packed", name, str(barrier)]
         procs = [subprocess.Popen([*command, str(out)]) for out in outputs]
         codes = [proc.wait(timeout=240) for proc in procs]
         if any(codes):
-            return {"problem": f"a packed process failed (exit codes {codes})"}
-        rates = [json.loads(out.read_text())["images_per_s"] for out in outputs]
-    return {"images_per_s_each": [round(r, 1) for r in rates], "images_per_s": round(sum(rates), 1)}
+            return {"problem": f"a packed {name} process failed (exit codes {codes})"}
+        found = [json.loads(out.read_text()) for out in outputs]
+    rates = [entry["images_per_s"] for entry in found]
+    peak = max(entry["peak_reserved_mb"] for entry in found)
+    result = {"backbone": name, "images_per_s_each": [round(r, 1) for r in rates],
+              "images_per_s": round(sum(rates), 1), "peak_reserved_mb": round(peak),
+              "card_mb": round(found[0]["total_mb"])}  # fmt: skip
+    if 2 * peak > found[0]["total_mb"]:
+        result["problem"] = f"2 x {peak:.0f} MB peak of {name} does not fit the card"
+    return result
 
 
 def run_study() -> dict:
@@ -283,13 +391,18 @@ def run_study() -> dict:
 
 def report(results: dict) -> list[str]:
     """Print the table and return the problems found."""
-    problems = [f"{step}: {found['problem']}" for step, found in results.items()
-                if isinstance(found, dict) and found.get("problem")]  # fmt: skip
+    found = [
+        (step, entry)
+        for step, value in results.items()
+        for entry in (value if isinstance(value, list) else [value])
+    ]
+    problems = [f"{step}: {entry['problem']}" for step, entry in found
+                if isinstance(entry, dict) and entry.get("problem")]  # fmt: skip
     print(
         "\n| backbone | px | precision | img/s | A100 published | ratio | syncs/step | "
         "peak MB (no data) | reserved MB |\n|---|---:|---|---:|---:|---:|---:|---:|---:|"
     )
-    for row in results.get("backbones", []):
+    for row in results.get("backbones", {}).values():
         published = row["published_a100_images_per_s"]
         print(f"| {row['backbone']} | {row['image_size']} | {row['precision']} | "
               f"{row['images_per_s']:.0f} | {published or 'n/a'} | "
@@ -300,17 +413,22 @@ def report(results: dict) -> list[str]:
                 f"backbones: {row['backbone']} syncs {row['syncs_per_step']}/step (at most "
                 f"{MAX_SYNCS_PER_STEP:.2f}); from {row['sync_sources']}"
             )
-    print(f"\npacking: {results.get('packing')}\nstudy: {results.get('study')}")
+    for step in ("losses", "fixed", "weights", "packing", "study"):
+        print(f"{step}: {results.get(step)}")
     return problems
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dry-run", action="store_true", help="print every step, run none")
-    parser.add_argument("--packed", nargs=2, metavar=("BARRIER", "RESULT"), help=argparse.SUPPRESS)
+    parser.add_argument("--packed", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--fixed-cost", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.packed:
-        measure_packed(Path(args.packed[0]), Path(args.packed[1]))
+        measure_packed(args.packed[0], Path(args.packed[1]), Path(args.packed[2]))
+        return 0
+    if args.fixed_cost:
+        measure_fixed_cost(float(args.fixed_cost[0]), Path(args.fixed_cost[1]))
         return 0
     out = Path(os.environ["OUT"]) if os.environ.get("OUT") else None
     for step, what in plan(out):
@@ -320,11 +438,16 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {"driver": check_driver()}
     print(f"\ndriver: {results['driver']}", flush=True)
     if results["driver"]["problem"] is None:
-        results["backbones"] = []
+        results["losses"] = measure_losses()
+        print(f"losses: {results['losses']}", flush=True)
+        # Keyed by backbone: `cce-bench plan --throughput` reads backbones.<name>.images_per_s.
+        results["backbones"] = {}
         for name, (loss, published) in BACKBONES.items():
-            results["backbones"].append(measure_backbone(name, loss, published))
-            print(f"backbones: {results['backbones'][-1]}", flush=True)
-        results["packing"] = measure_packing()
+            results["backbones"][name] = measure_backbone(name, loss, published)
+            print(f"backbones: {results['backbones'][name]}", flush=True)
+        results["fixed"] = measure_fixed()
+        results["weights"] = check_weights()
+        results["packing"] = [measure_packing(name) for name in PACKED]
         results["study"] = run_study()
     problems = report(results)
     results["problems"] = problems

@@ -2,10 +2,11 @@
 # The GPU check, one command: on a GPU machine that has this repository and a package registry
 # (whatever pip is configured with), set up, check the driver against torch, and measure the
 # paper's backbones, two runs packed on one GPU and a small GPU study, as the study runs them.
-# Budget: under 10 minutes (setup with pip from PyPI 2-4 of them; the measurements stop at 8).
+# Budget: about 12 minutes (setup with pip from PyPI 2-4 of them; the measurements stop at 9).
 #
 #   bash benchmarks/gpu_check.sh            # on a GPU machine
 #   bash benchmarks/gpu_check.sh --dry-run  # anywhere: prints every step, runs none, exits 0
+#   bash benchmarks/gpu_check.sh --no-setup # offline, from an existing venv (GPU_CHECK_VENV)
 #
 # Writes gpu_check.json under $OUT when OUT is set; exits 1 when a step fails (the fix is named)
 # or a step finds more host-device syncs than the design allows. The steps are described in
@@ -15,11 +16,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 dry_run=0
+setup=1
 for arg in "$@"; do
     case "$arg" in
         --dry-run) dry_run=1 ;;
-        -h | --help) sed -n '2,13s/^# \{0,1\}//p' "$0"; exit 0 ;;
-        *) echo "gpu_check.sh: unknown option $arg; use --dry-run or --help" >&2; exit 2 ;;
+        --no-setup) setup=0 ;;
+        -h | --help) sed -n '2,14s/^# \{0,1\}//p' "$0"; exit 0 ;;
+        *) echo "gpu_check.sh: unknown option $arg; use --dry-run, --no-setup or --help" >&2; exit 2 ;;
     esac
 done
 
@@ -35,7 +38,14 @@ run() {
 }
 
 echo "[setup] a virtual environment $venv with $pins and this package, installed by pip"
-if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import torch, cce_bench" 2>/dev/null; then
+if [ "$setup" = 0 ]; then
+    echo "  --no-setup: $venv is used as it is, offline"
+    if [ "$dry_run" = 0 ] && ! "$venv/bin/python" -c "import torch, cce_bench" 2>/dev/null; then
+        echo "gpu_check.sh: --no-setup, but $venv/bin/python cannot import torch and cce_bench;" \
+            "set GPU_CHECK_VENV to a venv that can, or drop --no-setup" >&2
+        exit 2
+    fi
+elif [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import torch, cce_bench" 2>/dev/null; then
     echo "  $venv already imports torch and cce_bench: reused"
 else
     run "$python" -m venv "$venv"
@@ -50,4 +60,4 @@ if [ "$dry_run" = 1 ]; then
     "$checker" benchmarks/gpu_check.py --dry-run
     exit 0
 fi
-timeout 480 "$checker" benchmarks/gpu_check.py
+timeout 540 "$checker" benchmarks/gpu_check.py

@@ -488,6 +488,10 @@ CASES: dict[str, Case] = {
         "`train.device` = 'cuda', but `resources.gpus_per_run` = 0, and Ray hides the GPUs",
         ("epochs = 1", 'epochs = 1\ndevice = "cuda"'),
     ),
+    "study-gpu-share-unknown-backbone": study_case(
+        "`resources.gpus_per_run` names 'resnet5', which is not in `models.backbones`",
+        ("max_concurrent = 1", "max_concurrent = 1\ngpus_per_run = {resnet5 = 1}"),
+    ),
     "study-primary-metric-derived": study_case(
         "`analysis.primary_metric` = 'paper_accuracy' is a function of 'top1' in the same run",
         ("[evaluate]", ANALYSIS.format('primary_metric = "paper_accuracy"')),

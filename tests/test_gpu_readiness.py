@@ -29,7 +29,7 @@ from cce_bench.config import load_study
 from cce_bench.data.labeled import HAM10000_CLASSES, PreparedData
 from cce_bench.models import create_backbone, resolve_backbone
 from cce_bench.study._arms import Arm, build_run_spec
-from cce_bench.study._executor import Executor, Resources, cap_in_flight, gpu_slots
+from cce_bench.study._executor import Executor, Resources, fit_concurrency, run_slots
 from cce_bench.train import RunSpec, train_run
 from cce_bench.train._device import (
     PartOnDevice,
@@ -260,14 +260,14 @@ def test_device_auto_runs_on_cpu_when_runs_ask_ray_for_no_gpu(tmp_path, monkeypa
     assert resolve_device(run.device).type == "cpu"
 
 
-def test_device_auto_still_takes_the_gpu_ray_gives_a_run(tmp_path, monkeypatch):
+def test_device_auto_is_cuda_for_a_run_ray_gives_a_gpu(tmp_path, monkeypatch):
     pretend_cuda(monkeypatch)
     spec = study_with_gpus(tmp_path, 0.5)
     run = build_run_spec(
         spec, Arm("resnet10t", "ce"), {"lr": 1e-3, "aug_strength": 0.5},
         seed=0, train_parts=("train",), eval_part="val",
     )  # fmt: skip
-    assert run.device == "auto" and resolve_device(run.device).type == "cuda"
+    assert run.device == "cuda" and resolve_device(run.device).type == "cuda"
 
 
 # -- 4. peak memory measures training, not the data ----------------------------------------------
@@ -399,22 +399,21 @@ def test_paper_backbones_run_no_operation_that_raises_in_deterministic_mode(back
 # -- 8. no more trials in flight than the GPUs hold ----------------------------------------------
 def test_trials_in_flight_are_capped_at_the_clusters_gpu_slots():
     nodes = [{"CPU": 16.0, "GPU": 1.0}]
-    capped, note = cap_in_flight(Resources(gpus_per_run=0.5, max_concurrent=8), nodes)
+    capped, note = fit_concurrency(Resources(gpus_per_run=0.5, max_concurrent=8), nodes)
     assert capped.max_concurrent == 2
     assert "at most 2 runs at once" in note and "max_concurrent` = 8" in note
 
 
 def test_gpu_slots_count_per_node_since_a_run_cannot_span_two():
     nodes = [{"GPU": 1.0}, {"GPU": 1.5}, {"CPU": 8.0}]
-    assert gpu_slots(Resources(gpus_per_run=1), nodes) == 2
-    assert gpu_slots(Resources(gpus_per_run=0.25), nodes) == 10
-    assert gpu_slots(Resources(gpus_per_run=0), nodes) is None
+    assert run_slots(Resources(gpus_per_run=1), nodes) == 2
+    assert run_slots(Resources(gpus_per_run=0.25), nodes) == 10
 
 
-def test_cpu_studies_and_studies_within_the_slots_are_left_alone():
+def test_studies_that_fill_their_slots_exactly_are_left_alone():
     nodes = [{"CPU": 16.0, "GPU": 4.0}]
-    for resources in (Resources(max_concurrent=8), Resources(gpus_per_run=1, max_concurrent=4)):
-        assert cap_in_flight(resources, nodes) == (resources, None)
+    for resources in (Resources(max_concurrent=16), Resources(gpus_per_run=1, max_concurrent=4)):
+        assert fit_concurrency(resources, nodes) == (resources, None)
 
 
 def fake_train_logging_its_process(log_dir: Path, sleep_s: float):
@@ -460,10 +459,14 @@ def ray_with_one_pretend_gpu():
 
 @pytest.mark.slow
 def test_a_gpu_study_packs_runs_on_the_slots_each_in_a_fresh_process(
-    ray_with_one_pretend_gpu, tmp_path
+    ray_with_one_pretend_gpu, tmp_path, monkeypatch
 ):
-    """One pretend GPU and ``gpus_per_run = 0.5``: 2 slots, although ``max_concurrent`` is 8."""
+    """One pretend GPU and ``gpus_per_run = 0.5``: 2 slots, although ``max_concurrent`` is 8.
+    The pre-flight check would find that CUDA cannot see the pretend GPU, so it is left out."""
+    import cce_bench.study._driver
     from cce_bench.study import run_study
+
+    monkeypatch.setattr(cce_bench.study._driver, "_preflight", lambda spec, nodes: None)
 
     (tmp_path / "log").mkdir()
     events = []
@@ -479,7 +482,7 @@ def test_a_gpu_study_packs_runs_on_the_slots_each_in_a_fresh_process(
     first_finish = next(i for i, event in enumerate(events) if event.startswith("finished"))
     assert sum(event.startswith("started") for event in events[:first_finish]) == 2
     assert len({run["pid"] for run in runs}) == 4  # no worker served two runs
-    assert {run["visible"] for run in runs} == {"0"} and {run["device"] for run in runs} == {"auto"}
+    assert {run["visible"] for run in runs} == {"0"} and {run["device"] for run in runs} == {"cuda"}
 
 
 # -- 9. the GPU check, dry ------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 Exit codes: 0 done; 1 a bug (the traceback is kept, please report it); 2 bad input, refused
 before any work starts; 3 a study ran but no trial and no evaluation run completed (nothing to
-report, but no bug either: the first failure's cause is printed); 130 interrupted (Ctrl-C).
+report, but no bug either: the first failure's cause is printed); 4 the machines failed (no
+node or GPU left that runs the study's runs, e.g. CUDA not visible); 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from rich.markup import escape
 
 EXIT_BAD_INPUT = 2
 EXIT_NOTHING_COMPLETED = 3
+EXIT_MACHINE_FAILURE = 4
 EXIT_INTERRUPTED = 130
 
 console = Console()

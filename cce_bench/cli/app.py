@@ -10,10 +10,11 @@ import typer
 from rich.markup import escape
 
 from cce_bench import __version__
-from cce_bench.cli import cache, compare, data, report, study, train
+from cce_bench.cli import cache, compare, data, plan, report, study, train
 from cce_bench.cli._console import (
     EXIT_BAD_INPUT,
     EXIT_INTERRUPTED,
+    EXIT_MACHINE_FAILURE,
     configure_logging,
     console,
     err_console,
@@ -27,7 +28,7 @@ app = typer.Typer(
     "for skin-lesion classification, with paired statistics over seeds.",
     epilog="Example: cce-bench run (the quickstart study, about 5 minutes on a laptop). Exit "
     "codes: 0 done, 1 a bug (traceback), 2 bad input, 3 no trial or run completed, "
-    "130 interrupted.",
+    "4 the machines failed, 130 interrupted.",
     rich_markup_mode="rich",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -36,6 +37,7 @@ app.add_typer(study.app)
 app.add_typer(train.app)
 app.add_typer(report.app)
 app.add_typer(compare.app)
+app.add_typer(plan.app)
 app.add_typer(data.app, name="data")
 app.add_typer(cache.app, name="cache")
 
@@ -108,8 +110,13 @@ def _click_exception_types() -> tuple[Any, type[typer.Exit], tuple[type[BaseExce
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the app and turn user errors into exit code 2."""
     click_exception, exit_type, abort_types = _click_exception_types()
+    from cce_bench.train._machine import MachineFailure
+
     try:
         result = app(args=argv, standalone_mode=False)
+    except MachineFailure as error:
+        print_error(str(error))
+        sys.exit(EXIT_MACHINE_FAILURE)
     except CceBenchError as error:
         print_error(str(error))
         sys.exit(EXIT_BAD_INPUT)

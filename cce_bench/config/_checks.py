@@ -405,7 +405,22 @@ class _StudyChecks:
 
     def resources(self, spec: StudySpec) -> ResourcesSpec:
         resources = spec.resources
-        gpus = resources.gpus_per_run
+        shares = resources.gpus_per_run
+        if isinstance(shares, dict):  # a share per backbone: each one a backbone of the study
+            for name in shares:
+                if name not in spec.models.backbones:
+                    raise self.fail(
+                        f"resources.gpus_per_run.{name}",
+                        f"`resources.gpus_per_run` names {name!r}, which is not in "
+                        f"`models.backbones` ({', '.join(spec.models.backbones)}); fix the name",
+                    )
+        for backbone in spec.models.backbones:
+            self._gpu_share(spec, resources.gpus_for(backbone))
+        if resources.threads_per_run is None:
+            return dataclasses.replace(resources, threads_per_run=resources.cpus_per_run)
+        return resources
+
+    def _gpu_share(self, spec: StudySpec, gpus: float) -> None:
         if spec.train.device == "cuda" and gpus == 0:
             # Ray sets CUDA_VISIBLE_DEVICES to nothing for a task that requests no GPU, so the
             # study would pass every check and then fail every trial.
@@ -421,9 +436,6 @@ class _StudyChecks:
                 f"`resources.gpus_per_run` = {gpus:g}: Ray shares a GPU (a fraction below 1) or "
                 f"gives whole GPUs, not {gpus:g}; use e.g. 0.5, 1 or {int(gpus) + 1}",
             )
-        if resources.threads_per_run is None:
-            return dataclasses.replace(resources, threads_per_run=resources.cpus_per_run)
-        return resources
 
 
 def check_study(

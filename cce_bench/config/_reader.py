@@ -86,7 +86,8 @@ def _read_value(raw: Any, hint: Any, item: dataclasses.Field, key: str, origin: 
                 f"`{key}` must be a range [low, high] with low < high, got "
                 f"{_show(raw)}; put the smaller value first",
             )
-    for number in value if expected == Range else (value,):
+    numbers = value.values() if isinstance(value, dict) and expected != _INITIALISATIONS else None
+    for number in numbers or (value if expected == Range else (value,)):
         if isinstance(number, float | int) and not isinstance(number, bool):
             _check_bounds(number, item.metadata, key, origin)
     choices = item.metadata.get("choices")
@@ -153,6 +154,13 @@ def _coerce(raw: Any, expected: Any) -> Any:
     if expected == tuple[str, ...]:
         ok = isinstance(raw, list) and all(isinstance(item, str) for item in raw)
         return tuple(raw) if ok else _WRONG_TYPE
+    if expected == (int, str):  # an integer, or the word "auto"
+        return raw if raw == "auto" or _coerce(raw, int) is not _WRONG_TYPE else _WRONG_TYPE
+    if expected == (float, dict[str, float]):  # one number, or a table of them by backbone
+        if not isinstance(raw, dict):
+            return _coerce(raw, float)
+        values = {name: _coerce(value, float) for name, value in raw.items()}
+        return values if all(v is not _WRONG_TYPE for v in values.values()) else _WRONG_TYPE
     if expected == Range:
         ok = isinstance(raw, list) and len(raw) == 2 and all(map(_is_number, raw))
         return (
@@ -172,6 +180,8 @@ def _type_words(expected: Any) -> str:
         _INITIALISATIONS: "true, false, a weights file path or a table of them by backbone",
         tuple[str, ...]: "a list of strings",
         Range: "a range [low, high] of two finite numbers",
+        (int, str): 'an integer or "auto"',
+        (float, dict[str, float]): "a finite number or a table of them by backbone",
     }
     return words[expected]
 

@@ -218,6 +218,9 @@ class TrainSpec(Table):
         default="auto", metadata=limits(choices=("auto", "fp32", "bf16", "fp16"))
     )
     device: str = field(default="auto", metadata=limits(choices=("auto", "cpu", "cuda")))
+    #: Deterministic kernels on every run (cuDNN autotuning off); unset is false, and stays out
+    #: of ``to_dict`` so that studies written before the key keep their fingerprint.
+    deterministic: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -363,13 +366,26 @@ class ResourcesSpec(Table):
     """``[resources]``: what each Ray task declares, and how many run at once.
 
     ``threads_per_run`` (torch intra-op threads) defaults to ``cpus_per_run`` once loaded.
+    ``gpus_per_run`` is one share or a table of shares by backbone; ``max_concurrent = "auto"``
+    fills the cluster's slots (GPUs / share, or CPUs / ``cpus_per_run``). A node or GPU with
+    ``machine_failures`` machine failures in a row gets no more work. A run past
+    ``deadline_factor`` x the median of its finished peers (and ``deadline_floor_s``) is
+    cancelled and run again.
     """
 
     cpus_per_run: int = field(default=1, metadata=limits(ge=1))
-    gpus_per_run: float = field(default=0.0, metadata=limits(ge=0.0))
-    max_concurrent: int = field(default=2, metadata=limits(ge=1))
+    gpus_per_run: float | dict[str, float] = field(default=0.0, metadata=limits(ge=0.0))
+    max_concurrent: int | str = field(default="auto", metadata=limits(ge=1))
     threads_per_run: int | None = field(default=None, metadata=limits(ge=1))
     max_retries: int = field(default=2, metadata=limits(ge=0))
+    machine_failures: int = field(default=2, metadata=limits(ge=1))
+    deadline_factor: float = field(default=3.0, metadata=limits(gt=1.0))
+    deadline_floor_s: float = field(default=600.0, metadata=limits(ge=0.0))
+
+    def gpus_for(self, backbone: str) -> float:
+        """The GPU share of one run of ``backbone``."""
+        shares = self.gpus_per_run
+        return float(shares.get(backbone, 0.0) if isinstance(shares, dict) else shares)
 
 
 @dataclass(frozen=True)

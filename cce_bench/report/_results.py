@@ -263,14 +263,13 @@ def compute_hours(results: StudyResults) -> dict[str, float]:
     run ``resources.cpus_per_run`` cores, so GPU-hours and CPU core-hours are kept apart.
     """
     resources = results.spec.resources
-    gpus = resources.gpus_per_run or 1.0
     cpus = float(resources.cpus_per_run)
     hours = {"wall": 0.0, "gpu": 0.0, "cpu_core": 0.0}
     for record in results.records:
         wall = float(record.get("wall_time_s") or 0.0) / 3600
         hours["wall"] += wall
         if str(record.get("device", "cpu")).startswith("cuda"):
-            hours["gpu"] += wall * gpus
+            hours["gpu"] += wall * (resources.gpus_for(str(record.get("backbone"))) or 1.0)
         else:
             hours["cpu_core"] += wall * cpus
     return hours

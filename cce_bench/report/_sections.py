@@ -74,8 +74,10 @@ def study_section(results: StudyResults, facts: dict[str, Any]) -> str:
         (
             "Hardware",
             ", ".join(f"{d} ({n} runs)" for d, n in devices.items())
-            + f"; nodes: {', '.join(nodes) or 'unknown'}",
+            + f"; nodes: {', '.join(nodes) or 'unknown'}"
+            + gpu_models_line(runs),
         ),
+        ("Determinism", determinism_line(results.records)),
         ("Library versions", ", ".join(f"{k} {v}" for k, v in facts["versions"].items()) or "—"),
         ("Git commit", f"`{facts['commit']}`"),
         ("Compute", _compute_line(results, hours, facts)),
@@ -103,6 +105,41 @@ def _sampler_row(sampler: str) -> list[tuple[str, str]]:
             "replacement, every class equally likely",
         )
     ]
+
+
+def determinism_line(records: list[dict[str, Any]]) -> str:
+    """Whether the runs used deterministic kernels (``train.deterministic``), from their specs.
+
+    On a GPU it decides whether a seed's rerun gives the same numbers (and costs speed:
+    cuDNN autotuning off); a study whose runs differ says so.
+    """
+    specs = [record["spec"] for record in records if record.get("spec")]
+    used = {bool(spec.get("deterministic", False)) for spec in specs}
+    words = {
+        True: "deterministic kernels (`train.deterministic = true`; cuDNN autotuning off)",
+        False: "fastest kernels (`train.deterministic = false`; GPU reruns may differ in the "
+        "last digits)",
+    }
+    if not used:
+        return "unknown (no run recorded its spec)"
+    return "; ".join(words[flag] for flag in sorted(used, reverse=True)) + (
+        " (the runs differ)" if len(used) > 1 else ""
+    )
+
+
+def gpu_models_line(runs: pd.DataFrame) -> str:
+    """``; GPUs: 8 x NVIDIA H100 80GB HBM3``: each model and how many distinct cards (by UUID)
+    ran the study's runs; empty when no run recorded a GPU."""
+    if "gpu_model" not in runs or "gpu_uuid" not in runs:
+        return ""
+    cards: dict[str, set[str]] = {}
+    for models, uuids in zip(runs["gpu_model"], runs["gpu_uuid"], strict=True):
+        if not isinstance(models, str) or not isinstance(uuids, str):
+            continue
+        for model, uuid in zip(models.split(","), uuids.split(","), strict=False):
+            cards.setdefault(model, set()).add(uuid)
+    counted = [f"{len(uuids)} x {model}" for model, uuids in sorted(cards.items())]
+    return f"; GPUs: {', '.join(counted)}" if counted else ""
 
 
 def initialisation_table(results: StudyResults) -> pd.DataFrame:

@@ -60,6 +60,9 @@ class JobSource(Protocol):
     def on_done(self, done: JobDone) -> dict[str, Any] | None:
         """A job finished; the run record it appended to ``runs.jsonl``, if any."""
 
+    def requeue(self, job: Job, reason: str) -> None:
+        """The machine failed ``job``: forget it without counting it, so it runs again."""
+
     def abandon_running(self, reason: str) -> None:
         """Ctrl-C: forget the jobs in flight, leaving the study resumable."""
 
@@ -98,26 +101,29 @@ def build_run_spec(
         seed=seed,
         train_parts=tuple(train_parts),
         eval_part=eval_part,
-        device=run_device(spec),
+        device=run_device(spec, arm.backbone),
         threads=spec.resources.threads_per_run or spec.resources.cpus_per_run,
         precision=spec.train.precision,
+        deterministic=bool(spec.train.deterministic),
         pretrained=_pretrained(spec.models.initialisation(arm.backbone)),
         pretrained_sha256=spec.models.weights_sha256.get(arm.backbone),
         sampler=spec.train.sampler,
     )
 
 
-def run_device(spec: StudySpec) -> str:
-    """``train.device`` as each run sees it: ``auto`` is ``cpu`` when runs ask Ray for no GPU.
+def run_device(spec: StudySpec, backbone: str) -> str:
+    """``train.device`` as each run sees it: ``auto`` is ``cuda`` when the backbone's runs ask
+    Ray for a GPU share, ``cpu`` when they ask for none.
 
-    Ray narrows ``CUDA_VISIBLE_DEVICES`` only for a task it gives GPUs; a task that asked for
-    none sees every GPU of its node. On a GPU machine ``auto`` would then put a study planned
-    for CPUs on ``cuda:0``: every run on one card that Ray never counted, in bf16, with numbers
-    that no longer match the same study on a CPU machine.
+    A run given a GPU never falls back to the CPU: a driver older than torch's CUDA build or a
+    card that fell off the bus would otherwise train it about 100x slower, with its seed's
+    pair on a GPU (the worker checks CUDA first, ``train.require_cuda``). Ray narrows
+    ``CUDA_VISIBLE_DEVICES`` only for a task it gives GPUs; a task that asked for none sees
+    every GPU of its node, so ``auto`` would put a study planned for CPUs on ``cuda:0``.
     """
-    if spec.train.device == "auto" and spec.resources.gpus_per_run == 0:
-        return "cpu"
-    return spec.train.device
+    if spec.train.device != "auto":
+        return spec.train.device
+    return "cuda" if spec.resources.gpus_for(backbone) > 0 else "cpu"
 
 
 def _pretrained(value: bool | Any) -> bool | str:

@@ -36,13 +36,14 @@ from cce_bench.study._executor import (
     Job,
     JobDone,
     Resources,
-    cap_in_flight,
     check_address,
     check_resources,
+    fit_concurrency,
     node_resources,
     start_ray,
     stop_ray,
 )
+from cce_bench.study._health import MachineHealth, NoMachineLeftError
 from cce_bench.study._progress import (
     StudyProgress,
     arm_progress,
@@ -103,7 +104,7 @@ class DriverOptions:
     started: float | None = None
     #: The run records read (and repaired) at start; None reads them from the store.
     records: list[dict[str, Any]] | None = None
-    #: Runs in flight at once (``cap_in_flight``'s ``max_concurrent``); None reads the spec's.
+    #: Runs in flight at once (``fit_concurrency``'s ``max_concurrent``); None reads the spec's.
     slots: int | None = None
 
 
@@ -174,7 +175,13 @@ class StudyDriver:
         self.initial_eta_s: float | None = None
         self.submitted: dict[str, float] = {}
         #: Runs in flight at once: ``max_concurrent``, capped at the cluster's GPU slots.
-        self.slots = spec.resources.max_concurrent if options.slots is None else options.slots
+        wanted = spec.resources.max_concurrent
+        #: Consecutive machine failures per node and GPU (``resources.machine_failures``).
+        self.health = MachineHealth(spec.resources.machine_failures)
+        self.deadline_misses: dict[str, int] = {}
+        #: The executor whose nodes ``health`` leaves out; set by ``_drive``.
+        self.executor: Executor | None = None
+        self.slots = options.slots or (wanted if isinstance(wanted, int) else 1)
         self._turn = 0
 
     def _ref(self, arm: Arm) -> Any:
@@ -252,6 +259,15 @@ class StudyDriver:
         return prune
 
     def on_done(self, done: JobDone) -> None:
+        if done.deadline:
+            self.deadline_misses[done.job.key] = self.deadline_misses.get(done.job.key, 0) + 1
+            # A run late twice is its own fault (a setting that trains slowly), not the
+            # machine's: it is recorded as failed instead of looping.
+            done.machine = self.deadline_misses[done.job.key] < 2
+        if done.machine:
+            self._machine_failed(done)
+            return
+        self.health.succeeded(done.node.get("node_id", ""), done.node.get("gpu_uuid", ""))
         record = _source_of(done.job).on_done(done)
         if record is not None:
             self.records.append(record)
@@ -259,12 +275,29 @@ class StudyDriver:
         outcome = done.result.outcome if done.result is not None else f"failed ({done.error})"
         self.emit(f"finished {done.job.key}: {outcome}")
 
-    def interrupt(self, executor: Executor) -> None:
+    def _machine_failed(self, done: JobDone) -> None:
+        """A run the machine failed is replaced, never counted; a node or GPU that keeps
+        failing gets no more work, and with no node left the study stops
+        (``NoMachineLeftError``)."""
+        error = done.error or "machine failure"
+        self.submitted.pop(done.job.key, None)
+        _source_of(done.job).requeue(done.job, error)
+        self.emit(f"machine failure in {done.job.key}, to be run again: {error}")
+        node, gpu = done.node.get("node_id", ""), done.node.get("gpu", "")
+        for note in self.health.failed(node, gpu, error):
+            self.emit(note)
+        if self.executor is not None:
+            self.executor.excluded_nodes = set(self.health.excluded_nodes)
+            self.health.check_some_left(self.executor.alive_nodes())
+
+    def interrupt(
+        self, executor: Executor, reason: str = "interrupted by the user (Ctrl-C)"
+    ) -> None:
         """Ctrl-C: cancel the tasks, record the trials as interrupted, append no partial run."""
         executor.cancel_all()
         tuners = [tuner for arm_tuners in self.tuners.values() for tuner in arm_tuners]
         for source in [*tuners, *self.evaluators.values()]:
-            source.abandon_running("interrupted by the user (Ctrl-C)")
+            source.abandon_running(reason)
 
     def emit(self, event: str) -> None:
         if self.on_event is not None:
@@ -354,7 +387,8 @@ def run_study(
             stack.callback(stop_ray)
         nodes = node_resources()
         check_resources(run_resources(spec), device=spec.train.device, nodes=nodes)
-        resources, capped = cap_in_flight(run_resources(spec), nodes)
+        _preflight(spec, nodes)
+        resources, capped = fit_concurrency(run_resources(spec), nodes)
         notes = (*notes, capped) if capped else notes
         if not store.exists():
             stack.enter_context(folder_lock(store))
@@ -365,6 +399,16 @@ def run_study(
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         options = DriverOptions(phases, on_event, started, records, resources.max_concurrent)
         return _drive(spec, store, backend, prepared, resources, options, train_fn, notes)
+
+
+def _preflight(spec: StudySpec, nodes: list[dict[str, float]]) -> None:
+    """One task per node checks it against the driver (``_preflight.check_nodes``): for a GPU
+    study or a cluster of several nodes; a one-node CPU study runs where the driver does."""
+    from cce_bench.study._preflight import check_nodes
+
+    shares = [share for share in run_resources(spec).gpu_shares if share > 0]
+    if shares or len(nodes) > 1:
+        check_nodes(spec, min(shares, default=0.0))
 
 
 def _read_records(
@@ -476,9 +520,12 @@ def _drive(
     # The images go to the object store once per size; every task gets the same reference.
     refs = {size: executor.put(data) for size, data in prepared.items()}
     driver = StudyDriver(spec, store, studies, refs, options)
+    driver.executor = executor
     for note in notes:
         driver.emit(note)
-    estimate = estimate_remaining(spec, prepared, driver.progress().arms, driver.phases)
+    estimate = estimate_remaining(
+        spec, prepared, driver.progress().arms, driver.phases, slots=resources.max_concurrent
+    )
     if estimate is not None:
         driver.initial_eta_s = (time.monotonic() - driver.started) + estimate.seconds
         driver.emit(estimate.describe())
@@ -486,6 +533,9 @@ def _drive(
         executor.run(driver.next_job, driver.on_report, driver.on_done)
     except KeyboardInterrupt:
         driver.interrupt(executor)
+        raise
+    except NoMachineLeftError as error:
+        driver.interrupt(executor, f"the study stopped: {error}")
         raise
     best = {
         a.label + (f"/r{r}" if r else ""): s.best_params
@@ -510,6 +560,9 @@ def run_resources(spec: StudySpec) -> Resources:
         gpus_per_run=spec.resources.gpus_per_run,
         max_concurrent=spec.resources.max_concurrent,
         max_retries=spec.resources.max_retries,
+        machine_failures=spec.resources.machine_failures,
+        deadline_factor=spec.resources.deadline_factor,
+        deadline_floor_s=spec.resources.deadline_floor_s,
     )
 
 

@@ -121,11 +121,15 @@ def estimate_remaining(
     prepared: dict[int, Any],
     arms: tuple[ArmProgress, ...],
     phases: tuple[str, ...],
+    *,
+    slots: int | None = None,
 ) -> StudyEstimate | None:
     """The wall time of the trials and runs still to do, from a throughput probe of each
     backbone on this machine; None for a GPU study (the driver's CPU says nothing about a GPU
-    node's speed, so its ETA waits for the first finished runs) or when nothing is left."""
-    if spec.resources.gpus_per_run > 0 or spec.train.device not in ("auto", "cpu"):
+    node's speed, so its ETA waits for the first finished runs) or when nothing is left.
+    ``slots``: runs in flight at once (``fit_concurrency``), else ``max_concurrent``."""
+    gpu_study = any(spec.resources.gpus_for(b) > 0 for b in spec.models.backbones)
+    if gpu_study or spec.train.device not in ("auto", "cpu"):
         return None
     epochs, jobs_left = spec.train.epochs, []
     for progress in arms:
@@ -155,6 +159,7 @@ def estimate_remaining(
         )
         for backbone, size in sizes.items()
     }
-    slots = spec.resources.max_concurrent
+    wanted = spec.resources.max_concurrent
+    slots = slots or (wanted if isinstance(wanted, int) else 1)
     seconds = estimate_study_seconds(jobs_left, rates, slots=slots)
     return StudyEstimate(seconds, jobs, rates, sizes, slots)

@@ -18,7 +18,7 @@ from cce_bench.data.labeled import PreparedData
 from cce_bench.data.prepare import prepare_data
 from cce_bench.data.sources import load_source
 from cce_bench.study._arms import Arm, build_run_spec, tuning_replicate
-from cce_bench.study._executor import Job
+from cce_bench.study._executor import GPU_FIELDS, Job
 from cce_bench.study._seeds import SeedSchedule
 from cce_bench.study.store import ResultsStore, latest_records
 
@@ -126,6 +126,10 @@ class ArmEvaluator:
         record, predictions = run_record(self.arm, seed, self.params_for(seed), done)
         return self.store.append_run(record, predictions)
 
+    def requeue(self, job: Job, reason: str) -> None:
+        """The machine failed this run: nothing is recorded and its seed is started again."""
+        self.issued.discard(self.running.pop(job.key))
+
     def abandon_running(self, reason: str) -> None:
         """Ctrl-C: nothing is written for runs in flight; the next resume redoes them."""
         self.issued -= set(self.running.values())
@@ -162,6 +166,7 @@ def run_record(
     stored = result.to_record()
     record.update({name: stored.get(name) for name in RESULT_FIELDS})
     record["node"] = done.node.get("hostname") or stored.get("node")
+    record.update({name: done.node[name] for name in GPU_FIELDS if name in done.node})
     if result.outcome != "completed" or result.proba is None:
         return record, None
     # The external part's arrays are prefixed ``external_`` (``RunResult.predictions``).

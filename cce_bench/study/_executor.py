@@ -19,11 +19,12 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cce_bench.errors import ClusterError
+from cce_bench.study._deadline import Deadlines
 from cce_bench.train import RunSpec, train_run
 
 if TYPE_CHECKING:
@@ -49,14 +50,41 @@ PROBE_TIMEOUT_S = 3.0
 logger = logging.getLogger(__name__)
 
 
+#: Where a GPU run ran (``train.gpu_facts``), copied into its run record and trial: timings
+#: and faults are only comparable per card, and a failing card is found by its UUID.
+GPU_FIELDS = ("gpu_uuid", "gpu_model", "cuda_visible_devices", "driver", "torch_cuda")
+
+
 @dataclass(frozen=True)
 class Resources:
     """What each run asks Ray for, and how many runs may be in flight at once."""
 
     cpus_per_run: float = 1
-    gpus_per_run: float = 0
-    max_concurrent: int = 2
+    #: One share for every run, or a share per backbone (EfficientNet-B4 at 380 px wants a
+    #: whole card where ResNet-50 at 224 px fits two to a card).
+    gpus_per_run: float | Mapping[str, float] = 0
+    #: Runs in flight at once; ``"auto"`` until ``fit_concurrency`` sets it from the cluster.
+    max_concurrent: int | str = 2
     max_retries: int = 2
+    #: k: a node or GPU with this many machine failures in a row gets no more work.
+    machine_failures: int = 2
+    #: A task past ``deadline_factor`` x the median of its finished peers (backbone, phase),
+    #: and past ``deadline_floor_s``, is cancelled and run again (``_deadline.Deadlines``).
+    deadline_factor: float = 3.0
+    deadline_floor_s: float = 600.0
+
+    def gpus_for(self, backbone: str) -> float:
+        """The GPU share a run of ``backbone`` asks Ray for."""
+        if isinstance(self.gpus_per_run, Mapping):
+            return float(self.gpus_per_run.get(backbone, 0.0))
+        return float(self.gpus_per_run)
+
+    @property
+    def gpu_shares(self) -> tuple[float, ...]:
+        """Every GPU share a run of this study may ask for (one, or one per backbone)."""
+        if isinstance(self.gpus_per_run, Mapping):
+            return tuple(float(v) for v in self.gpus_per_run.values()) or (0.0,)
+        return (float(self.gpus_per_run),)
 
 
 @dataclass
@@ -86,6 +114,10 @@ class JobDone:
     node: dict[str, str] = field(default_factory=dict)
     error: str | None = None
     attempts: int = 1
+    #: The run failed for the machine's sake (``MachineFailure``): it is replaced, not counted.
+    machine: bool = False
+    #: The run was cancelled past its deadline (``_deadline.Deadlines``).
+    deadline: bool = False
 
 
 def start_ray(
@@ -206,12 +238,12 @@ def check_resources(
     each request is compared with the largest alive node, not the cluster's total. ``device =
     "cuda"`` needs a GPU on some node. ``nodes`` (each node's total resources) defaults to
     :func:`node_resources`. An autoscaling cluster that has not yet added its GPU nodes is
-    refused too: start them first.
+    refused too: start them first. With a GPU share per backbone, the largest share is checked.
     """
     nodes = node_resources() if nodes is None else nodes
     requests = {
         "CPU": ("cpus_per_run", resources.cpus_per_run),
-        "GPU": ("gpus_per_run", resources.gpus_per_run),
+        "GPU": ("gpus_per_run", max(resources.gpu_shares)),
     }
     largest = {kind: max((node.get(kind, 0.0) for node in nodes), default=0.0) for kind in requests}
     cluster = f"the Ray cluster ({len(nodes)} node{'s' * (len(nodes) != 1)})"
@@ -236,7 +268,7 @@ def check_resources(
     if not any(all(node.get(k, 0.0) >= w for k, (_, w) in requests.items()) for node in nodes):
         raise ClusterError(
             f"no node of {cluster} has both {resources.cpus_per_run:g} CPUs and "
-            f"{resources.gpus_per_run:g} GPUs (`resources.cpus_per_run`, "
+            f"{requests['GPU'][1]:g} GPUs (`resources.cpus_per_run`, "
             "`resources.gpus_per_run`); lower one of them, or pass --address of a cluster with "
             "bigger nodes"
         )
@@ -253,38 +285,50 @@ def max_calls(resources: Resources) -> int:
     lets a deterministic run set cuBLAS's workspace before cuBLAS starts. The cost is a worker
     start (a few seconds of imports) per run, small beside a GPU run's minutes.
     """
-    return 1 if resources.gpus_per_run > 0 else 0
+    return 1 if max(resources.gpu_shares) > 0 else 0
 
 
-def gpu_slots(resources: Resources, nodes: list[dict[str, float]]) -> int | None:
-    """How many runs the cluster's GPUs hold at once (per node, GPUs // ``gpus_per_run``);
-    None when runs use no GPU."""
-    if resources.gpus_per_run <= 0:
-        return None
+def run_slots(resources: Resources, nodes: list[dict[str, float]]) -> int:
+    """How many runs the cluster holds at once: per node, GPUs // ``gpus_per_run`` for a GPU
+    study (the smallest share when it is a table, so no card waits), else CPUs //
+    ``cpus_per_run``; at least 1."""
+    shares = [share for share in resources.gpu_shares if share > 0]
     # A small tolerance: Ray stores fractions of a GPU in units of 1e-4.
-    return sum(int(node.get("GPU", 0.0) / resources.gpus_per_run + 1e-6) for node in nodes)
+    kind, each = ("GPU", min(shares)) if shares else ("CPU", float(resources.cpus_per_run))
+    return max(1, sum(int(node.get(kind, 0.0) / each + 1e-6) for node in nodes))
 
 
-def cap_in_flight(
+def fit_concurrency(
     resources: Resources, nodes: list[dict[str, float]]
 ) -> tuple[Resources, str | None]:
-    """``resources`` with ``max_concurrent`` lowered to the cluster's GPU slots, and a line
-    saying so (None when nothing changed).
+    """``resources`` with ``max_concurrent`` set from the cluster's slots (``run_slots``), and
+    a line when an explicit value differs from them (None otherwise).
 
-    A trial submitted beyond the slots only waits in Ray's queue, and Optuna proposed it
-    without the results of the trials still running: the search learns less from the same
-    budget and finishes no sooner.
+    ``"auto"`` is the slots: every GPU (or CPU) busy. An explicit value above the GPU slots is
+    lowered to them: a trial submitted beyond the slots only waits in Ray's queue, and Optuna
+    proposed it without the results of the trials still running, so the search learns less
+    from the same budget and finishes no sooner. An explicit value below the slots is kept,
+    with a note: it leaves cards idle (the paper study once ran 8 runs on 16 half-GPU slots).
     """
-    slots = gpu_slots(resources, nodes)
-    if slots is None or slots >= resources.max_concurrent:
-        return resources, None
+    slots = run_slots(resources, nodes)
+    wanted = resources.max_concurrent
+    if wanted == "auto":
+        return dataclasses.replace(resources, max_concurrent=slots), None
+    gpu = max(resources.gpu_shares) > 0
     gpus = sum(node.get("GPU", 0.0) for node in nodes)
-    note = (
-        f"running at most {slots} runs at once, not `resources.max_concurrent` = "
-        f"{resources.max_concurrent}: the cluster's {gpus:g} GPU{'s' * (gpus != 1)} hold "
-        f"{slots} runs of `resources.gpus_per_run` = {resources.gpus_per_run:g}"
-    )
-    return dataclasses.replace(resources, max_concurrent=max(slots, 1)), note
+    if gpu and slots < int(wanted):
+        note = (
+            f"running at most {slots} runs at once, not `resources.max_concurrent` = {wanted}: "
+            f"the cluster's {gpus:g} GPU{'s' * (gpus != 1)} hold {slots} runs of "
+            f"`resources.gpus_per_run`"
+        )
+        return dataclasses.replace(resources, max_concurrent=slots), note
+    if int(wanted) < slots:
+        return resources, (
+            f"`resources.max_concurrent` = {wanted} leaves {slots - int(wanted)} of the "
+            f'cluster\'s {slots} run slots idle; set it to "auto" to fill them'
+        )
+    return resources, None
 
 
 def _probe_head(address: str) -> None:
@@ -386,20 +430,47 @@ def run_training_task(
     key: str,
     report_metric: str | None,
     train_fn: Callable[..., RunResult] | None,
+    gpu_share: float = 0.0,
 ) -> tuple[RunResult, dict[str, str]]:
     """Body of the Ray task: one ``train_run`` on a worker, plus where it ran.
 
     ``data`` arrives resolved from the object store (read-only, zero-copy on the node);
-    ``train_run`` sets the torch thread count from ``spec.threads`` itself.
+    ``train_run`` sets the torch thread count from ``spec.threads`` itself; a run given a GPU
+    asks for ``cuda``, which raises when CUDA cannot see it (``train.require_cuda``), so a run
+    never falls back to the CPU. A failure that is the machine's (``is_machine_fault``; an
+    out-of-memory error counts when the card is shared) is raised as ``MachineFailure`` naming
+    the node and GPU, so the driver replaces the run instead of counting it. A run sharing a
+    card (``gpu_share`` below 1) may use only its share of the card's memory.
     """
     import ray
+
+    from cce_bench.train import MachineFailure, gpu_facts, is_machine_fault
+    from cce_bench.train._machine import cap_cuda_memory, out_of_memory_detail
 
     ray.get(channel.started.remote(key))
     train_fn = train_fn or train_run
     spec = RunSpec.from_dict(spec_dict)
-    reporter = ChannelReporter(channel, key, report_metric) if report_metric else None
-    result = train_fn(spec, data, reporter)
-    node = {"hostname": socket.gethostname(), "node_id": ray.get_runtime_context().get_node_id()}
+    node_id = ray.get_runtime_context().get_node_id()
+    gpu_ids = list(ray.get_gpu_ids())
+    try:
+        cap_cuda_memory(gpu_share)
+        reporter = ChannelReporter(channel, key, report_metric) if report_metric else None
+        result = train_fn(spec, data, reporter)
+    except Exception as error:
+        shared = 0 < gpu_share < 1
+        oom = out_of_memory_detail(error, spec.batch_size, gpu_share)
+        if not is_machine_fault(error, shared_card=shared):
+            if oom is not None:  # the setting's own: fails once, never retried at this batch
+                raise RuntimeError(oom) from error
+            raise
+        gpu = getattr(error, "gpu", "") or os.environ.get("CUDA_VISIBLE_DEVICES", "")
+        kind = type(error) if isinstance(error, MachineFailure) else MachineFailure
+        detail = str(error) if isinstance(error, MachineFailure) else f"{type(error).__name__}: "
+        detail += "" if isinstance(error, MachineFailure) else (oom or _first_line(error))
+        raise kind(detail, node=node_id, gpu=gpu) from error
+    node = {"hostname": socket.gethostname(), "node_id": node_id}
+    if gpu_ids:
+        node.update(gpu_facts())
     return result, node
 
 
@@ -420,6 +491,11 @@ class Executor:
         self.channel = make_channel()
         self._task = ray.remote(max_calls=max_calls(resources))(run_training_task)
         self.inflight: dict[Any, Job] = {}
+        #: Nodes left out after machine failures (``MachineHealth``); set by the driver.
+        self.excluded_nodes: set[str] = set()
+        self._next_node = -1
+        self.deadlines = Deadlines(resources.deadline_factor, resources.deadline_floor_s)
+        self._started: dict[Any, float] = {}
 
     def put(self, data: Any) -> Any:
         """Place data in the object store once; every task then receives the same reference."""
@@ -428,12 +504,15 @@ class Executor:
         return ray.put(data)
 
     def submit(self, job: Job) -> None:
-        options = {
+        gpus = self.resources.gpus_for(job.run_spec.backbone)
+        options: dict[str, Any] = {
             "num_cpus": self.resources.cpus_per_run,
-            "num_gpus": self.resources.gpus_per_run,
+            "num_gpus": gpus,
             "max_retries": self.resources.max_retries,
             "retry_exceptions": False,
         }
+        if self.excluded_nodes:
+            options["scheduling_strategy"] = self._healthy_node()
         ref = self._task.options(**options).remote(
             job.run_spec.to_dict(),
             job.data_ref,
@@ -441,8 +520,29 @@ class Executor:
             job.key,
             job.report_metric,
             self.train_fn,
+            gpus,
         )
         self.inflight[ref] = job
+        self._started[ref] = time.monotonic()
+
+    def alive_nodes(self) -> list[str]:
+        """The Ray node ids of the alive nodes that could run a run (have CPUs)."""
+        import ray
+
+        return [
+            node["NodeID"]
+            for node in ray.nodes()
+            if node.get("Alive") and node.get("Resources", {}).get("CPU", 0) > 0
+        ]
+
+    def _healthy_node(self) -> Any:
+        """Pin a task to the next alive node not left out (round-robin), since Ray has no
+        stable way to say "anywhere but these nodes"."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        healthy = [node for node in self.alive_nodes() if node not in self.excluded_nodes]
+        self._next_node = (self._next_node + 1) % max(1, len(healthy))
+        return NodeAffinitySchedulingStrategy(healthy[self._next_node], soft=False)
 
     def run(
         self,
@@ -468,6 +568,25 @@ class Executor:
             for ref in ready:
                 on_done(self.collect(ref))
                 may_have_more = True
+            for done in self.cancel_overdue():
+                on_done(done)
+                may_have_more = True
+
+    def cancel_overdue(self) -> list[JobDone]:
+        """Force-cancel the tasks past their deadline; each comes back as a ``JobDone`` with
+        ``deadline`` and ``machine`` set, so that the driver runs it again."""
+        import ray
+
+        now = time.monotonic()
+        running = {ref: (_group(job), self._started[ref]) for ref, job in self.inflight.items()}
+        cancelled = []
+        for ref in self.deadlines.overdue(running, now):
+            job = self.inflight.pop(ref)
+            with contextlib.suppress(Exception):  # it may have finished meanwhile
+                ray.cancel(ref, force=True)
+            reason = self.deadlines.describe(_group(job), now - self._started.pop(ref))
+            cancelled.append(JobDone(job, error=reason, machine=True, deadline=True))
+        return cancelled
 
     def relay_reports(self, on_report: Callable[[Job, int, float], bool]) -> None:
         import ray
@@ -482,15 +601,25 @@ class Executor:
         """Turn a finished task into a ``JobDone``; a run that raised or lost its worker after
         every retry becomes an ``error`` (its cause in one line) so the study goes on."""
         import ray
-        from ray.exceptions import RayError, RayTaskError
+        from ray.exceptions import NodeDiedError, RayError, RayTaskError
+
+        from cce_bench.train import MachineFailure
 
         job = self.inflight.pop(ref)
+        started = self._started.pop(ref, time.monotonic())
         try:
             result, node = ray.get(ref)
             done = JobDone(job, result=result, node=node)
+            self.deadlines.finished(_group(job), time.monotonic() - started)
         except RayTaskError as error:
             cause = error.cause if error.cause is not None else error
             done = JobDone(job, error=f"{type(cause).__name__}: {_first_line(cause)}")
+            if isinstance(cause, MachineFailure):
+                done.machine = True
+                done.node = {"node_id": cause.node, "gpu": cause.gpu}
+        except NodeDiedError as error:  # a lost node: the machine's fault, not the run's
+            done = JobDone(job, error=f"{type(error).__name__}: {_first_line(error)}")
+            done.machine = True
         except RayError as error:
             done = JobDone(job, error=f"{type(error).__name__}: {_first_line(error)}")
         done.attempts = max(1, ray.get(self.channel.attempts.remote(job.key)))
@@ -507,6 +636,12 @@ class Executor:
                 ray.cancel(ref, force=True)
         self.inflight.clear()
         return jobs
+
+
+def _group(job: Job) -> tuple[str, str]:
+    """(backbone, phase) of a job: the tasks that take about as long as each other."""
+    phase = "evaluate" if job.key.startswith("evaluate/") else "tune"
+    return job.run_spec.backbone, phase
 
 
 def _first_line(error: BaseException) -> str:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from cce_bench.config.schema import PRUNERS
 from cce_bench.errors import ResultsError, UnknownNameError
 from cce_bench.study._arms import Arm, build_run_spec
-from cce_bench.study._executor import Job
+from cce_bench.study._executor import GPU_FIELDS, Job
 
 if TYPE_CHECKING:
     import optuna
@@ -328,6 +328,7 @@ class ArmTuner:
             "node": done.node.get("hostname", result.node),
             "node_id": done.node.get("node_id", ""),
             "device": result.device,
+            **{name: done.node[name] for name in GPU_FIELDS if name in done.node},
         }
         for name, value in attrs.items():
             trial.set_user_attr(name, value)
@@ -342,6 +343,17 @@ class ArmTuner:
         else:
             trial.set_user_attr("reason", f"metric {self.spec.tune.metric} is {value}")
             self.study.tell(trial, state=TrialState.FAIL)
+
+    def requeue(self, job: Job, reason: str) -> None:
+        """The machine failed this trial: it is marked interrupted, so it does not count
+        against ``tune.n_trials`` and a new trial takes its place."""
+        from optuna.trial import TrialState
+
+        trial = self.running.pop(job.key)
+        self.reported.pop(job.key, None)
+        trial.set_user_attr("interrupted", True)
+        trial.set_user_attr("reason", f"machine failure: {reason}")
+        self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
 
     def abandon_running(self, reason: str) -> None:
         """Ctrl-C: the in-flight trials become interrupted FAIL trials and will be replaced."""

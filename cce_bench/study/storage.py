@@ -196,7 +196,24 @@ def open_study_storage(store: ResultsStore, storage: str | None) -> optuna.stora
             f"{store.root} was run with storage {recorded}, not {redact_url(storage)}; pass "
             "the same --storage, or --fresh to start over"
         )
-    return open_storage(storage or recorded)
+    url = storage or recorded
+    _refuse_sqlite_on_a_network_filesystem(url)
+    return open_storage(url)
+
+
+def _refuse_sqlite_on_a_network_filesystem(url: str) -> None:
+    """The driver writes the storage: a SQLite file on NFS, SMB, Lustre... is refused."""
+    from cce_bench.study._filesystem import network_filesystem
+
+    path = sqlite_path(url)
+    kind = network_filesystem(path.parent) if path is not None else None
+    if kind is not None:
+        raise StorageError(
+            f"the Optuna storage {path} is on a network filesystem ({kind}), where SQLite's "
+            "locks and write-ahead log are unsafe and the study could be corrupted; put the "
+            "results on a local disk (--results-dir), or pass --storage with a database "
+            "server's URL such as postgresql://user:password@host/db"
+        )
 
 
 def _use_write_ahead_log(path: Path) -> None:

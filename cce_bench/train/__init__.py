@@ -7,6 +7,24 @@ separately as ``PreparedData``.
 
 from cce_bench.train._device import source_commit
 from cce_bench.train._loop import train_run
+from cce_bench.train._machine import (
+    CudaUnavailableError,
+    MachineFailure,
+    gpu_facts,
+    is_machine_fault,
+    require_cuda,
+)
 from cce_bench.train._spec import RunResult, RunSpec, RunSpecError
 
-__all__ = ["RunResult", "RunSpec", "RunSpecError", "source_commit", "train_run"]
+__all__ = [
+    "CudaUnavailableError",
+    "MachineFailure",
+    "RunResult",
+    "RunSpec",
+    "RunSpecError",
+    "gpu_facts",
+    "is_machine_fault",
+    "require_cuda",
+    "source_commit",
+    "train_run",
+]

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 import cce_bench
+from cce_bench.train._machine import require_cuda
 from cce_bench.train._spec import RunSpecError
 
 if TYPE_CHECKING:
@@ -35,11 +36,16 @@ CUDA_RESIDENT_FRACTION = 0.25
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` picks the first CUDA GPU when one is visible, else the CPU."""
+    """``auto`` picks the first CUDA GPU when one is visible, else the CPU.
+
+    ``cuda`` without a visible GPU raises ``CudaUnavailableError`` (a machine failure naming
+    the node, the GPU and the CUDA and driver versions), never a run on the CPU: a study's
+    run given a GPU share asks for ``cuda`` (``study._arms.run_device``).
+    """
     import torch
 
     if name == "cuda" and not torch.cuda.is_available():
-        raise RunSpecError("run setting device = 'cuda' but no CUDA GPU is visible; use 'auto'")
+        require_cuda([])
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(name)
