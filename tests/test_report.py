@@ -89,9 +89,10 @@ def test_cli_rebuild_gives_byte_identical_files_and_prints_table(built: Path):
     assert snapshot(built) == before
 
 
-def test_report_has_every_section_with_the_plan_first(report_text: str):
+def test_report_has_every_section_with_the_bottom_line_then_the_plan_first(report_text: str):
     headings = re.findall(r"^## (.+)$", report_text, flags=re.MULTILINE)
     assert headings == [
+        "Bottom line",
         "Analysis plan",
         "Answer",
         "Study",

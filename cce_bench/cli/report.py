@@ -14,6 +14,8 @@ app = typer.Typer()
 #: Columns shown per confirmatory comparison in a terminal (the interval's header names its
 #: level, so it is found by its ending); report.md and stats.csv have them all.
 TERMINAL_COLUMNS: tuple[str, ...] = ("Metric", "n", "Δ (pp)", "CI, seeds", "p (Holm)", "Verdict")
+#: What the "†" beside a seed count means, printed under the tables whenever one carries it.
+UNDERPOWERED_NOTE = "† fewer than 5 paired seeds: underpowered, read the verdict with care"
 NO_COMPARISON = (
     "no paired comparisons: the study has a single arm, so there is nothing to compare it with; "
     "list two or more losses in `losses.arms`"
@@ -93,3 +95,5 @@ def render_report(results_dir: Path) -> None:
             style = _verdict_style(str(row["Verdict"]), comparison)
             shown.add_row(*(str(row[column]) for column in columns), style=style)
         console.print(shown)
+    if table["n"].astype(str).str.contains("†").any():
+        console.print(UNDERPOWERED_NOTE)
