@@ -216,7 +216,9 @@ def class_recall_plot(comparisons: pd.DataFrame, results: StudyResults, path: Pa
                         [at],
                         "o",
                         color=f"C{index + 1}",
-                        markersize=4,
+                        markersize=5,
+                        markerfacecolor="white",
+                        zorder=3,
                         label=None if labelled else label,
                     )
                     labelled = True
