@@ -25,7 +25,7 @@ Images are counted, not timed, so load from other processes does not change the 
 Measured with the defaults on seeds 0-5 (AMD EPYC, 2 cores shared with other jobs,
 2026-12-02), as ratios to ``none`` over the 6 seeds, images / best score: median 0.69 / 0.86,
 successive_halving 0.72 / 0.88, hyperband 0.66 / 0.90; the two tables and their reading are in
-the README, "Pruners, measured".
+docs/benchmarks.md, "Pruners, measured".
 """
 
 from __future__ import annotations

@@ -89,9 +89,10 @@ def test_cli_rebuild_gives_byte_identical_files_and_prints_table(built: Path):
     assert snapshot(built) == before
 
 
-def test_report_has_every_section_with_the_plan_first(report_text: str):
+def test_report_has_every_section_with_the_bottom_line_then_the_plan_first(report_text: str):
     headings = re.findall(r"^## (.+)$", report_text, flags=re.MULTILINE)
     assert headings == [
+        "Bottom line",
         "Analysis plan",
         "Answer",
         "Study",
@@ -124,7 +125,7 @@ def test_dropped_seed_is_explained_in_pairing(report_text: str):
 
 def test_embedded_figures_exist(built: Path, report_text: str):
     links = re.findall(r"!\[[^]]*\]\(([^)]+)\)", report_text)
-    assert len(links) == 7
+    assert len(links) == 10  # 5 paired, confusion, history, forest, learning curves, recall
     assert all((built / link).is_file() for link in links)
 
 

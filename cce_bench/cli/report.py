@@ -23,6 +23,8 @@ TERMINAL_COLUMNS: tuple[str, ...] = (
     "p (Bonferroni)",
     "Verdict",
 )
+#: What the "†" beside a seed count means, printed under the tables whenever one carries it.
+UNDERPOWERED_NOTE = "† fewer than 5 paired seeds: underpowered, read the verdict with care"
 NO_COMPARISON = (
     "no paired comparisons: the study has a single arm, so there is nothing to compare it with; "
     "list two or more losses in `losses.arms`"
@@ -104,3 +106,5 @@ def render_report(results_dir: Path) -> None:
             style = _verdict_style(str(row["Verdict"]), comparison)
             shown.add_row(*(str(row[column]) for column in columns), style=style)
         console.print(shown)
+    if table["n"].astype(str).str.contains("†").any():
+        console.print(UNDERPOWERED_NOTE)

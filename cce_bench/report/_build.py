@@ -34,6 +34,7 @@ from cce_bench.report._answer import (
     looks_section,
     plan_section,
 )
+from cce_bench.report._bottom_line import bottom_line_section
 from cce_bench.report._evidence import (
     confused_pairs_section,
     exploratory_section,
@@ -57,6 +58,7 @@ from cce_bench.report._mechanism import (
     mechanism_runs,
     mechanism_section,
 )
+from cce_bench.report._more_figures import explanatory_figures
 from cce_bench.report._results import (
     StudyResults,
     compute_hours,
@@ -136,6 +138,7 @@ def build_report(results_dir: Path | str) -> Path:
     }
     tunings, tuning_problem = read_tuning(results.store.storage_url, study_names)
     figures = draw_figures(results, tunings)
+    figures += explanatory_figures(results, answer.plan, answer.comparisons, root / FIGURES_DIR)
     _write_csv(results.runs, root / "runs.csv")
     _write_csv(summary_frame(results.runs), root / "summary.csv")
     _write_csv(answer.comparisons, root / "stats.csv")
@@ -161,6 +164,7 @@ def build_report(results_dir: Path | str) -> Path:
         answer_text, design_text = answer_section(results, plan, comparisons), ""
     sections = [
         title_section(results),
+        bottom_line_section(results, plan, comparisons),
         plan_section(results, plan, stated="analysis" in results.store.study_dict()),
         answer_text,
         design_text,

@@ -7,6 +7,7 @@ Each function returns one markdown section as a string, from the loaded results
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -179,7 +180,7 @@ def _initialisation_words(results: StudyResults, backbone: str) -> str:
         }
     )
     shown = ", ".join(f"`{digest}`" for digest in digests) or "not recorded"
-    return f"weights from `{initialisation}`, SHA-256 {shown}"
+    return f"weights from `{portable_path(initialisation)}`, SHA-256 {shown}"
 
 
 def _triple(values: Sequence[float]) -> str:
@@ -200,7 +201,7 @@ def dataset_totals(manifest: dict[str, Any]) -> str:
 def _data_line(data: DataSpec) -> str:
     parts = [f"source `{data.source}`"]
     if data.path:
-        parts.append(f"path `{data.path}`")
+        parts.append(f"path `{portable_path(data.path)}`")
     if data.n_images:
         parts.append(f"{data.n_images} images")
     parts.append(f"{data.image_size} px" if data.image_size else "each backbone's native size")
@@ -418,3 +419,11 @@ def tuning_section(results: StudyResults, tunings: list[ArmTuning], problem: str
         "folder (Optuna dashboard, read-only)."
     )
     return "\n".join(lines)
+
+
+def portable_path(path: Path | str) -> str:
+    """A path as a reader elsewhere can use it: relative paths as given, absolute ones by their
+    last part only (``…/ham10000``), since the machine that ran the study laid out its disks
+    its own way; a weights file is identified by its SHA-256 beside it."""
+    path = Path(path)
+    return path.as_posix() if not path.is_absolute() else f"…/{path.name}"

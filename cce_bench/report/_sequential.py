@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -357,6 +358,17 @@ def sequence_plot(
                     alpha=0.3,
                     label="confidence sequence",
                 )
+            if len(finite) < len(low):
+                right.text(
+                    0.02,
+                    0.96,
+                    _infinite_note(seeds, finite),
+                    transform=right.transAxes,
+                    fontsize=8,
+                    color="C3",
+                    va="top",
+                    bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8},
+                )
             right.plot(seeds, mean, marker="o", color="black", label="mean Δ")
             for sign in (-1, 1):
                 right.axhline(sign * plan.margin * scale, color="C2", linestyle=":")
@@ -364,6 +376,16 @@ def sequence_plot(
             right.set_xlabel("seeds")
             right.set_ylabel("Δ (pp)" if scale == 100.0 else "Δ")
             right.legend(frameon=False, loc="upper right")
+            for axis in (left, right):
+                axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         figure.suptitle("Sequential evaluation: evidence after each paired seed")
         figure.subplots_adjust(left=0.09, right=0.98, hspace=0.6, wspace=0.3, top=0.9)
         return save_figure(figure, path)
+
+
+def _infinite_note(seeds: list[int], finite: list[int]) -> str:
+    """Why the band is missing: below the e-value's ceiling the confidence sequence is
+    (−∞, ∞), which a plot cannot draw, so the reader is told instead of seeing nothing."""
+    infinite = [seeds[i] for i in range(len(seeds)) if i not in finite]
+    shown = ", ".join(str(n) for n in infinite)
+    return f"confidence sequence (−∞, ∞)\nat {shown} seeds: too few to bound it"
