@@ -51,3 +51,17 @@ def test_status_gives_best_in_the_reports_unit(moved_example):
     assert data["unit"] == "%"
     report = (EXAMPLE / "report.md").read_text()
     assert f"| {best['resnet10t', 'ce']:.2f} |" in report.split("## Tuning")[1]
+
+
+def test_status_on_a_write_ahead_logged_database_keeps_its_mode_and_leaves_no_wal(moved_example):
+    """A driver leaves optuna.db in WAL mode; reading it must neither switch the mode back nor
+    leave the -wal/-shm files an open WAL database has."""
+    import sqlite3
+
+    connection = sqlite3.connect(moved_example / "optuna.db", isolation_level=None)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.close()
+    before = (moved_example / "optuna.db").read_bytes()
+    assert _status_json(moved_example)["totals"]["trials"] == 18
+    assert (moved_example / "optuna.db").read_bytes() == before
+    assert sorted(p.name for p in moved_example.glob("optuna.db*")) == ["optuna.db"]
