@@ -124,7 +124,7 @@ def test_dropped_seed_is_explained_in_pairing(report_text: str):
 
 def test_embedded_figures_exist(built: Path, report_text: str):
     links = re.findall(r"!\[[^]]*\]\(([^)]+)\)", report_text)
-    assert len(links) == 7
+    assert len(links) == 8  # 5 paired-seed plots, confusion matrices, tuning, CCE mechanism
     assert all((built / link).is_file() for link in links)
 
 
