@@ -125,7 +125,8 @@ def test_dropped_seed_is_explained_in_pairing(report_text: str):
 
 def test_embedded_figures_exist(built: Path, report_text: str):
     links = re.findall(r"!\[[^]]*\]\(([^)]+)\)", report_text)
-    assert len(links) == 10  # 5 paired, confusion, history, forest, learning curves, recall
+    # 5 paired-seed plots, confusion, tuning history, CCE mechanism, forest, learning curves, recall
+    assert len(links) == 11
     assert all((built / link).is_file() for link in links)
 
 

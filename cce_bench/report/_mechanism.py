@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import matplotlib.ticker
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -185,6 +186,8 @@ def _label_panels(axes, backbone: str, names) -> None:
     axes[2].set(title="blind spots on test, by true class", ylabel="% of the class's images")
     for axis in axes[1:]:
         axis.set_xticks(np.arange(len(names)), [n.upper() for n in names], rotation=45)
+    if axes[0].has_data():
+        axes[0].xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     for axis in axes[:2]:
         if not axis.has_data():
             axis.text(0.5, 0.5, NOT_RECORDED, ha="center", va="center", transform=axis.transAxes)
