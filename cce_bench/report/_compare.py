@@ -48,18 +48,18 @@ def welch_interval(a: Sequence[float], b: Sequence[float], level: float = LEVEL)
     """
     from scipy import stats as scipy_stats
 
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
-    if a.size == 0 or b.size == 0:
+    xa, xb = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    xa, xb = xa[np.isfinite(xa)], xb[np.isfinite(xb)]
+    if xa.size == 0 or xb.size == 0:
         return math.nan, math.nan, math.nan
-    diff = float(b.mean() - a.mean())
-    if a.size < 2 or b.size < 2:
+    diff = float(xb.mean() - xa.mean())
+    if xa.size < 2 or xb.size < 2:
         return diff, math.nan, math.nan
-    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
+    va, vb = xa.var(ddof=1) / xa.size, xb.var(ddof=1) / xb.size
     se = math.sqrt(va + vb)
     if se == 0.0:
         return diff, diff, diff
-    df = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
+    df = (va + vb) ** 2 / (va**2 / (xa.size - 1) + vb**2 / (xb.size - 1))
     half = float(scipy_stats.t.isf((1 - level) / 2, df)) * se
     return diff, diff - half, diff + half
 
