@@ -93,8 +93,8 @@ RULES: dict[str, tuple[Callable[..., list[str]], dict[str, str], int]] = {
     "after: fixed_verdicts, sign-flip interval": (
         stats.fixed_verdicts,
         {"test": "sign_flip"},
-        10,
-    ),  # ~50 ms a comparison (bisection over exact sign-flip p-values): a tenth of the replicates
+        20,
+    ),  # ~50 ms a comparison (bisection over sign-flip p-values): a twentieth of the replicates
 }
 
 
