@@ -45,11 +45,22 @@ def two_family_holm(diffs: np.ndarray, *, alpha: float, margin: float) -> list[s
     p_diff = [float(scipy_stats.ttest_1samp(row, 0.0).pvalue) for row in diffs]  # no ties here
     p_tost = [stats.tost_paired(np.zeros_like(row), row, margin)["p_value"] for row in diffs]
     verdicts = []
-    for row, p, q in zip(diffs, stats.holm(p_diff), stats.holm(p_tost), strict=True):
+    for row, p, q in zip(diffs, holm(p_diff), holm(p_tost), strict=True):
         text = stats.verdict(float(row.mean()), p, q, alpha=alpha, better="b", worse="w")
         verdicts.append({"b better": "better", "w better": "worse"}.get(text, text))
         verdicts[-1] = "equivalent" if verdicts[-1].startswith("equivalent") else verdicts[-1]
     return verdicts
+
+
+def holm(pvalues: list[float]) -> np.ndarray:
+    """Holm's adjusted p-values, as ``stats.holm`` (statsmodels) gives them, without its
+    per-call overhead (85 ms a call measured here, 175 ms a replicate)."""
+    p = np.asarray(pvalues, dtype=np.float64)
+    order = np.argsort(p)
+    steps = np.minimum(1.0, (p.size - np.arange(p.size)) * p[order])
+    adjusted = np.empty_like(p)
+    adjusted[order] = np.maximum.accumulate(steps)
+    return adjusted
 
 
 def wrong(verdict: str, truth: float, margin: float) -> bool:
@@ -93,8 +104,8 @@ RULES: dict[str, tuple[Callable[..., list[str]], dict[str, str], int]] = {
     "after: fixed_verdicts, sign-flip interval": (
         stats.fixed_verdicts,
         {"test": "sign_flip"},
-        10,
-    ),  # ~50 ms a comparison (bisection over exact sign-flip p-values): a tenth of the replicates
+        20,
+    ),  # ~50 ms a comparison (bisection over sign-flip p-values): a twentieth of the replicates
 }
 
 

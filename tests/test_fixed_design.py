@@ -2,7 +2,9 @@
 verdicts' family-wise error at alpha, agrees with every verdict, and does not jump at zero
 spread."""
 
+import importlib.util
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from cce_bench import fixed_design
 from cce_bench.sequential import look
 from cce_bench.stats import fixed_verdicts, sign_flip_min_seeds, sign_flip_pvalue
 
+BENCH = Path(__file__).parent.parent / "benchmarks" / "bench_fixed_design.py"
 ALPHA, M, N, MARGIN = 0.05, 4, 20, 0.75
 REPLICATES = 2000
 
@@ -124,3 +127,15 @@ def test_constant_differences_take_the_zero_spread_limit_of_the_t_interval():
 def test_fixed_verdicts_refuse_a_one_dimensional_family():
     with pytest.raises(fixed_design.FixedDesignInputError, match="m x n"):
         fixed_verdicts([0.1, 0.2, 0.3], alpha=ALPHA, margin=MARGIN)
+
+
+def test_the_benchmark_sees_two_separately_adjusted_families_exceed_alpha():
+    """The simulation can see a violation: the old rule, Holm on the differences and Holm on the
+    equivalence tests, each at alpha, errs more often than alpha allows."""
+    spec = importlib.util.spec_from_file_location("bench_fixed_design", BENCH)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    errors = bench.family_wise_error(
+        bench.two_family_holm, (0.0, 0.0, MARGIN, MARGIN), bench.SAMPLERS["normal"], REPLICATES, 0
+    )
+    assert errors.mean() > ALPHA + monte_carlo_margin(ALPHA, REPLICATES)

@@ -1,6 +1,6 @@
 """The report's exploratory evidence: other metrics, per-class recalls, confused pairs.
 
-Everything here is labelled exploratory in the table itself, carries Benjamini-Hochberg q
+Everything here is labelled exploratory in the table itself, carries Benjamini-Yekutieli q
 values rather than family-wise ones, and never enters the Answer: it suggests where to look in
 a next study. Intervals are unadjusted 95% ones, and a row is flagged only when its q is below
 alpha, never called "no evidence" beside an interval that excludes 0.
@@ -34,7 +34,7 @@ FAMILY_LABELS: dict[str, str] = {
 def exploratory_display(
     frame: pd.DataFrame, arm_labels: Mapping[str, str], *, alpha: float, recall: bool = False
 ) -> pd.DataFrame:
-    """Exploratory and derived rows as shown: Δ, 95% intervals, p, BH q and the lead, if any."""
+    """Exploratory and derived rows as shown: Δ, 95% intervals, p, BY q and the lead, if any."""
     level = fmt_level(1 - alpha)
     rows = []
     for row in frame.itertuples():
@@ -56,7 +56,7 @@ def exploratory_display(
                 ),
                 "p (t)": fmt_p(row.t_pvalue),
                 "p (sign flip)": fmt_p(row.sign_flip_p),
-                "q (BH)": fmt_p(row.adjusted_pvalue),
+                "q (BY)": fmt_p(row.adjusted_pvalue),
                 "d_z": fmt_effect(row.d_z),
                 f"Lead (q < {alpha:g})": row.verdict or "—",
             }
@@ -67,7 +67,7 @@ def exploratory_display(
 
 def _explained(plan: AnalysisPlan, tests: int) -> str:
     return (
-        f"Exploratory: Benjamini–Hochberg over the {tests} exploratory paired tests of this "
+        f"Exploratory: Benjamini–Yekutieli over the {tests} exploratory paired tests of this "
         "report (this section, the per-class recalls and the confused pairs); a lead "
         f"(q < {plan.alpha:g}) is something to test in a new study, not a finding, and none "
         "enters the Answer. Intervals are unadjusted "
@@ -115,7 +115,7 @@ def recall_section(results: StudyResults, plan: AnalysisPlan, frame: pd.DataFram
             "",
             "Which classes drive a difference in balanced accuracy, the mean of these recalls: "
             "a class with few test images moves it as much as the largest one. Exploratory, "
-            "with the q values of the section above (one Benjamini–Hochberg family).",
+            "with the q values of the section above (one Benjamini–Yekutieli family).",
             "",
             markdown_table(
                 exploratory_display(recalls, results.arm_labels, alpha=plan.alpha, recall=True)

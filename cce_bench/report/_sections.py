@@ -372,8 +372,8 @@ def clinical_section(results: StudyResults) -> str:
 def external_section(results: StudyResults) -> str:
     """Means on the external test set, when the study had one ("" otherwise).
 
-    Shown for reference beside the main test split; its comparisons are not in the Holm
-    family, which stays the one the study was designed around.
+    Shown for reference beside the main test split; its comparisons are not in the
+    confirmatory family, which stays the one the study was designed around.
     """
     metrics = PAPER_METRICS + CLINICAL_METRICS
     columns = [f"external_{metric}" for metric in metrics]
