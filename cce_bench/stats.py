@@ -41,14 +41,14 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import TTestPower
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
-from cce_bench.errors import ResultsError
+from cce_bench.design_bounds import (  # re-exported: checked at load without scipy
+    SAFE_T_PRIOR_VARIANCE,
+    StatsInputError,
+)
+from cce_bench.design_bounds import anytime_min_seeds as anytime_min_seeds
+from cce_bench.design_bounds import safe_t_ceiling as safe_t_ceiling
 from cce_bench.fixed_design import fixed_verdicts as fixed_verdicts  # the public rule
 from cce_bench.fixed_design import sign_flip_min_seeds as sign_flip_min_seeds
-
-
-class StatsInputError(ResultsError, ValueError):
-    """Per-seed values that cannot be compared as pairs (different lengths, NaN, empty)."""
-
 
 #: Significance level of every interval and test here; the report states it once.
 ALPHA = 0.05
@@ -73,9 +73,6 @@ MAX_EXACT_SIGN_FLIPS = 40
 #: its standard error is below 0.0005 at any p.
 SIGN_FLIP_RESAMPLES = 2**20
 
-#: Prior variance g of the standardised effect in the safe t-test: g = 1 is the unit-information
-#: prior (one observation's worth), the default of Pérez-Ortiz et al. (2024).
-SAFE_T_PRIOR_VARIANCE = 1.0
 
 #: Above this many seeds ``solve_power`` is trusted as is; below, its answer is checked stepwise.
 STEP_LIMIT = 1000
@@ -451,29 +448,6 @@ def anytime_paired_t(diffs: ArrayLike, alpha: float, m: int = 1) -> dict:
         "cs_low": mean - half_width,
         "cs_high": mean + half_width,
     }
-
-
-def safe_t_ceiling(n: int, g: float = SAFE_T_PRIOR_VARIANCE) -> float:
-    """The largest e-value :func:`safe_t_evalue` can give after ``n`` observations:
-    (1 + n g)^((n - 1)/2), its limit at |t| = inf (every difference the same sign and size)."""
-    return (1.0 + n * g) ** ((n - 1) / 2)
-
-
-def anytime_min_seeds(alpha: float, m: int = 1, g: float = SAFE_T_PRIOR_VARIANCE) -> int:
-    """The fewest paired seeds at which :func:`anytime_paired_t` can decide anything.
-
-    Below it the e-value's ceiling (:func:`safe_t_ceiling`) stays under ``m / alpha``: no
-    effect can be shown, and the confidence sequence is (-inf, inf), so no equivalence either,
-    however large or consistent the differences. 6 at m = 4, alpha = 0.05 (ceiling 36 at 5
-    seeds against 80); 5 at m = 1. A study whose ``max_seeds`` is below it can only end
-    "inconclusive", so the study check refuses it.
-    """
-    if not (0.0 < alpha < 1.0) or m < 1:
-        raise StatsInputError(f"need 0 < alpha < 1 and m >= 1, got alpha {alpha}, m {m}")
-    n = 2
-    while safe_t_ceiling(n, g) < m / alpha:
-        n += 1
-    return n
 
 
 def _safe_t_critical(n: int, threshold: float, g: float = SAFE_T_PRIOR_VARIANCE) -> float:

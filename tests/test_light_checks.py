@@ -43,9 +43,15 @@ def primed_cache(tmp_path_factory) -> Path:
     return cache
 
 
-#: Every shipped study but the pretrained one, whose weights file is fitted to its architecture
-#: (key for key) by building the model: the one check that needs timm, and it runs last.
-LIGHT_STUDIES = ["quickstart.toml", "ham10000-cpu.toml"]
+#: Every shipped study but those with a weights file, which is fitted to its architecture (key
+#: for key) by building the model: the one check that needs timm, and it runs last.
+LIGHT_STUDIES = [
+    "quickstart.toml",
+    "ham10000-cpu.toml",
+    "paper-ham10000.toml",
+    "lesion-ham10000.toml",
+    "dermamnist.toml",
+]
 
 
 @pytest.mark.parametrize("study", LIGHT_STUDIES)

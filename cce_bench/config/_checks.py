@@ -286,7 +286,7 @@ class _StudyChecks:
         """Refuse an anytime design that can only end "inconclusive": the safe t-test's e-value
         has a ceiling that grows with the seeds, and below ``anytime_min_seeds`` it stays under
         the family's threshold m / alpha whatever the runs give."""
-        from cce_bench.stats import anytime_min_seeds, safe_t_ceiling
+        from cce_bench.design_bounds import anytime_min_seeds, safe_t_ceiling
 
         evaluate, alpha = spec.evaluate, spec.analysis.alpha
         m = spec.family_size()
