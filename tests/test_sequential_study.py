@@ -116,7 +116,9 @@ def test_the_report_reads_the_anytime_verdict_and_shows_its_sequence_and_compute
     seeds = len({seed for _, seed in evaluation_seeds(root)})
     text = build_report(root).read_text()
     answer = text.split("## Answer")[1].split("\n## ")[0]
-    assert f"CE better (decided at {seeds} seeds, {seeds} paired)" in answer
+    assert f"CE better (decided at {seeds} seeds, {seeds} paired" in answer
+    if seeds < 6:  # the sign-flip test's minimum for one comparison at alpha 0.05
+        assert "rests on normality" in answer
     assert "e-value" in answer and "confidence sequence" in answer
     assert "**not the verdict**" in answer
     design = text.split("## Sequential evaluation")[1].split("\n## ")[0]

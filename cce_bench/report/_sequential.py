@@ -178,8 +178,8 @@ def answer_lines(
         row = follow_ups.get((item.backbone, item.arm))
         follow_up = "" if row is None else " " + follow_up_text(*row, plan, "anytime")
         lines.append(
-            head + f"{item.verdict}{_normality_mark(item, plan)} ({when} at {read.seeds} "
-            f"seeds, {read.n} paired). Δ = {fmt_diff(read.mean, metric, unit=True)}, "
+            head + f"{item.verdict} ({when} at {read.seeds} seeds, {read.n} paired"
+            f"{_normality_mark(item, plan)}). Δ = {fmt_diff(read.mean, metric, unit=True)}, "
             f"confidence sequence {fmt_interval(read.cs_low, read.cs_high, metric)}, e-value "
             f"{read.e_value:.3g}.{follow_up}"
         )
@@ -205,8 +205,8 @@ def _normality_mark(item: SequentialComparison, plan: AnalysisPlan) -> str:
     if not item.decided or read is None or read.n >= floor:
         return ""
     return (
-        f" (rests on normality: with {read.n} seeds no distribution-free test can reach "
-        f"α/{plan.size}, which needs {floor})"
+        f"; rests on normality: with {read.n} seeds no distribution-free test can reach "
+        f"α/{plan.size}, which needs {floor}"
     )
 
 
