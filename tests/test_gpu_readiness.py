@@ -536,6 +536,7 @@ def test_the_gpu_check_fails_a_backbone_that_syncs_more_than_the_design_allows(c
         "peak_memory_mb": 3000, "peak_reserved_mb": 5000, "sync_sources": ["augment.py:285"],
     }  # fmt: skip
     gpu_check = load_gpu_check()
-    assert gpu_check.report({"backbones": [{**row, "syncs_per_step": 0.1}]}) == []
-    problems = gpu_check.report({"backbones": [{**row, "syncs_per_step": 8.0}]})
+    within = gpu_check.MAX_SYNCS_PER_STEP * 0.9
+    assert gpu_check.report({"backbones": {"resnet50": {**row, "syncs_per_step": within}}}) == []
+    problems = gpu_check.report({"backbones": {"resnet50": {**row, "syncs_per_step": 8.0}}})
     assert len(problems) == 1 and "augment.py:285" in problems[0]

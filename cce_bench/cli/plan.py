@@ -77,6 +77,11 @@ def _study_without_data(path: Path):
         return read_stored_study(read_study_file(path), origin=str(path))
 
 
+def _number(value: float) -> str:
+    """``2,000`` for a GPU's rate, ``0.877`` for a CPU probe's."""
+    return f"{value:,.0f}" if value >= 10 else f"{value:.3g}"
+
+
 def _span(low: float, high: float, fmt: str = "{:,.0f}") -> str:
     return fmt.format(low) if low == high else f"{fmt.format(low)}-{fmt.format(high)}"
 
@@ -97,8 +102,8 @@ def render_plan(name: str, result) -> None:
             _span(*row.seeds) if row.seeds else "",
             _span(*row.runs),
             _span(*(value / 1e6 for value in row.images), "{:,.1f}M"),
-            f"{row.images_per_s:,.3g}" if row.images_per_s else "?",
-            _span(*hours, "{:,.0f}") if hours else "?",
+            _number(row.images_per_s) if row.images_per_s else "?",
+            _span(*hours, "{:,.0f}" if hours[0] >= 100 else "{:,.1f}") if hours else "?",
         )
     console.print(table)
     wall = result.wall_hours

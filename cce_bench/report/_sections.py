@@ -116,10 +116,11 @@ def determinism_line(records: list[dict[str, Any]]) -> str:
     """
     specs = [record["spec"] for record in records if record.get("spec")]
     used = {bool(spec.get("deterministic", False)) for spec in specs}
+    on_gpu = any(str(record.get("device", "")).startswith("cuda") for record in records)
     words = {
         True: "deterministic kernels (`train.deterministic = true`; cuDNN autotuning off)",
-        False: "fastest kernels (`train.deterministic = false`; GPU reruns may differ in the "
-        "last digits)",
+        False: "fastest kernels (`train.deterministic = false`; "
+        + ("GPU reruns may differ in the last digits)" if on_gpu else "CPU runs repeat exactly)"),
     }
     if not used:
         return "unknown (no run recorded its spec)"

@@ -279,13 +279,39 @@ def _stops(
         mine = [c for c in comparisons if c.backbone == backbone]
         count = len(released_seeds(results.spec, backbone, results.records))
         if mine and all(c.decided for c in mine):
-            why = "every comparison was decided"
+            why = "every comparison was decided" + _trained_ahead(results, backbone, mine, count)
         elif count >= cap:
             why = f"it reached max_seeds with {sum(not c.decided for c in mine)} comparison(s) open"
         else:
             why = "the study has not finished its looks (resume it to go on)"
         lines.append(f"- {backbone}: {count} seeds; {why}.")
     return lines
+
+
+def _trained_ahead(
+    results: StudyResults, backbone: str, mine: list[SequentialComparison], count: int
+) -> str:
+    """``, at 7 seeds; 1 seed (2 runs) trained ahead and never read``, or "" when none was.
+
+    Idle slots get seeds ahead of the stopping rule; those past the last deciding look cost
+    compute without entering any verdict.
+    """
+    decided_at = max(deciding_look(c.path).seeds for c in mine)  # type: ignore[union-attr]
+    if count <= decided_at:
+        return ""
+    first = results.spec.evaluate.first_seed + decided_at
+    runs = sum(
+        1
+        for r in results.records
+        if r.get("backbone") == backbone
+        and r.get("phase", "evaluate") == "evaluate"
+        and int(r.get("seed", -1)) >= first
+    )
+    ahead = count - decided_at
+    return (
+        f" at {decided_at} seeds; {ahead} seed{'s' * (ahead != 1)} ({runs} runs) trained "
+        "ahead and never read"
+    )
 
 
 def compute_frame(results: StudyResults) -> pd.DataFrame:

@@ -78,7 +78,7 @@ class ArmEvaluator:
         self.running: dict[str, int] = {}
         self.extra_parts = (EXTERNAL_PART,) if spec.data.external_test else ()
         self.schedule = schedule
-        schedule.attach(arm.loss, self.idle)
+        schedule.attach(arm.loss, self.idle, lambda: bool(self.pending()))
 
     def in_flight(self) -> int:
         return len(self.running)
@@ -96,8 +96,12 @@ class ArmEvaluator:
         return not self.running and not self.pending()
 
     def next_job(self) -> Job | None:
+        """The next seed to run: one the rule released, else (anytime) one released ahead
+        into this idle slot; the rule may read several finished seeds in a row."""
         pending = self.pending()
-        if not pending and self.idle() and self.schedule.extend():
+        while not pending and self.schedule.extend():
+            pending = self.pending()
+        if not pending and self.schedule.release_ahead():
             pending = self.pending()
         if not pending:
             return None

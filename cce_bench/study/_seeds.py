@@ -1,11 +1,12 @@
 """Which paired seeds each backbone runs: all at once, or one more after every look.
 
 Under ``evaluate.stopping = "fixed"`` a backbone's seeds are ``evaluate.seed_range``, released
-at once. Under ``"anytime"`` that range is the first look; a backbone gets its next seed only
-when every arm has finished every seed released so far and the look at them left some
+at once. Under ``"anytime"`` that range is the first look; the stopping rule adds a seed only
+when every arm has finished every seed it has read so far and the look at them left some
 confirmatory comparison undecided (:mod:`cce_bench.sequential`), up to ``evaluate.max_seeds``.
-Waiting for the whole look before adding a seed can leave a slot idle for one round, but no
-seed is ever trained after its backbone's answer was in.
+A slot that would idle meanwhile gets the next seed ahead of the rule (``release_ahead``): the
+rule still reads seeds strictly in order, so its guarantee holds, and a seed trained ahead of a
+decision is never read (the report counts it as compute).
 
 Everything is a function of ``runs.jsonl``: the seeds released are those on record (at least
 the first look), so a resumed study carries on where it stopped, and a stopped backbone stays
@@ -123,63 +124,103 @@ class SeedSchedule:
         records: Callable[[], list[dict[str, Any]]],
     ) -> None:
         self.spec, self.backbone, self.records = spec, backbone, records
+        #: Seeds the stopping rule has read or will read next (its looks), in order.
         self.count = len(released_seeds(spec, backbone, records()))
+        #: Seeds released beyond ``count`` into slots that would otherwise idle.
+        self.ahead = 0
         self.arms: dict[str, Callable[[], bool] | None] = dict.fromkeys(spec.losses.arms)
         self.excluded: set[str] = set()
         self.stop_reason: str | None = None
+        #: Per evaluating arm: whether it has released seeds it has not started.
+        self.waiting: dict[str, Callable[[], bool]] = {}
 
     @property
     def anytime(self) -> bool:
         return self.spec.evaluate.stopping == "anytime"
 
     def seeds(self) -> range:
+        """The seeds the arms may run: the rule's, plus any released ahead."""
         first = self.spec.evaluate.first_seed
-        return range(first, first + self.count)
+        return range(first, first + self.count + self.ahead)
 
-    def attach(self, arm: str, idle: Callable[[], bool]) -> None:
-        """An arm's evaluator started: the schedule asks it whether it is done."""
+    def release_ahead(self) -> bool:
+        """Release one more seed into an idle slot before the rule asks for it; True if done.
+
+        Only under "anytime", once every arm is evaluating, below the cap and before the
+        backbone has stopped.
+        """
+        if not self.anytime or self.stop_reason is not None:
+            return False
+        if self.count + self.ahead >= self.spec.evaluate.seed_cap:
+            return False
+        active = [arm for arm in self.arms if arm not in self.excluded]
+        if any(self.arms[arm] is None for arm in active):
+            return False
+        # The rule's own seeds first: no seed goes ahead while an arm has one to start.
+        if any(self.waiting[arm]() for arm in active if arm in self.waiting):
+            return False
+        self.ahead += 1
+        return True
+
+    def attach(
+        self, arm: str, idle: Callable[[], bool], waiting: Callable[[], bool] | None = None
+    ) -> None:
+        """An arm's evaluator started: the schedule asks it whether it is done, and whether
+        it still has released seeds to start (``waiting``)."""
         self.arms[arm] = idle
+        if waiting is not None:
+            self.waiting[arm] = waiting
 
     def exclude(self, arm: str) -> None:
         """An arm that cannot be evaluated (no tuned setting) no longer holds the others back."""
         self.excluded.add(arm)
 
     def comparison_paths(self) -> dict[str, list[Look]]:
-        """Per compared arm that can be judged (neither side excluded): its looks so far."""
+        """Per compared arm that can be judged (neither side excluded): its looks at the seeds
+        the rule has read, never at a seed released ahead."""
         records, m = self.records(), self.spec.family_size()
         return {
-            arm: comparison_path(self.spec, self.backbone, arm, records, m)
+            arm: [
+                look
+                for look in comparison_path(self.spec, self.backbone, arm, records, m)
+                if look.seeds <= self.count
+            ]
             for arm in self.spec.analysis.compared_arms(self.spec.losses)
             if not {arm, self.spec.losses.baseline} & self.excluded
         }
 
     def extend(self) -> bool:
-        """Release the next seed if the design calls for one now; True when it did.
+        """Let the rule read the next seed if the design calls for one now; True when it did.
 
-        Only under "anytime", below the cap, when every arm finished the released seeds (a
-        look is complete) and some comparison is still open. When the backbone stops instead,
-        ``stop_reason`` says why (once; the driver prints it).
+        Only under "anytime", below the cap, when every arm finished the seeds the rule has
+        read (a look is complete) and some comparison is still open. When the backbone stops
+        instead, ``stop_reason`` says why (once; the driver prints it), and seeds released
+        ahead but not started are withdrawn.
         """
         if not self.anytime or self.stop_reason is not None:
             return False
         active = {arm: idle for arm, idle in self.arms.items() if arm not in self.excluded}
-        if any(idle is None or not idle() for idle in active.values()):
+        if any(idle is None for idle in active.values()):
             return False
         if not self._look_complete(active):
             return False
         paths = self.comparison_paths()
         open_ones = sorted(arm for arm, path in paths.items() if deciding_look(path) is None)
         if not open_ones:
-            self.stop_reason = self._decided_reason(paths)
+            self.stop_reason, self.ahead = self._decided_reason(paths), 0
             return False
         if self.count >= self.spec.evaluate.seed_cap:
             names = ", ".join(open_ones)
-            self.stop_reason = (
-                f"{self.backbone}: reached max_seeds = {self.spec.evaluate.seed_cap} with "
-                f"{names} vs {self.spec.losses.baseline} still open: inconclusive"
+            self.stop_reason, self.ahead = (
+                (
+                    f"{self.backbone}: reached max_seeds = {self.spec.evaluate.seed_cap} with "
+                    f"{names} vs {self.spec.losses.baseline} still open: inconclusive"
+                ),
+                0,
             )
             return False
         self.count += 1
+        self.ahead = max(0, self.ahead - 1)  # the next seed may already be out ahead
         return True
 
     def _look_complete(self, active: dict[str, Any]) -> bool:
@@ -189,7 +230,9 @@ class SeedSchedule:
         return all(
             latest.get((self.backbone, arm, seed), {}).get("outcome") in final
             for arm in active
-            for seed in self.seeds()
+            for seed in range(
+                self.spec.evaluate.first_seed, self.spec.evaluate.first_seed + self.count
+            )
         )
 
     def _decided_reason(self, paths: dict[str, list[Look]]) -> str:
