@@ -82,7 +82,8 @@ def _number(value: float) -> str:
     return f"{value:,.0f}" if value >= 10 else f"{value:.3g}"
 
 
-def _span(low: float, high: float, fmt: str = "{:,.0f}") -> str:
+def _span(span: tuple[float, float], fmt: str = "{:,.0f}") -> str:
+    low, high = span
     return fmt.format(low) if low == high else f"{fmt.format(low)}-{fmt.format(high)}"
 
 
@@ -99,18 +100,18 @@ def render_plan(name: str, result) -> None:
             row.backbone,
             row.phase,
             f"{row.image_size}",
-            _span(*row.seeds) if row.seeds else "",
-            _span(*row.runs),
-            _span(*(value / 1e6 for value in row.images), "{:,.1f}M"),
+            _span(row.seeds) if row.seeds else "",
+            _span(row.runs),
+            _span((row.images[0] / 1e6, row.images[1] / 1e6), "{:,.1f}M"),
             _number(row.images_per_s) if row.images_per_s else "?",
-            _span(*hours, "{:,.0f}" if hours[0] >= 100 else "{:,.1f}") if hours else "?",
+            _span(hours, "{:,.0f}" if hours[0] >= 100 else "{:,.1f}") if hours else "?",
         )
     console.print(table)
     wall = result.wall_hours
     if wall is not None:
         console.print(
-            f"total: {_span(*result.run_hours, '{:,.0f}')} run-hours; "
-            f"{_span(*wall, '{:,.1f}')} h of wall time on {result.slots} slot(s) "
+            f"total: {_span(result.run_hours, '{:,.0f}')} run-hours; "
+            f"{_span(wall, '{:,.1f}')} h of wall time on {result.slots} slot(s) "
             f"(throughput: {result.throughput_source}; pruned trials end sooner; the seed "
             "range is the anytime design's first look to its cap)",
             soft_wrap=True,

@@ -553,9 +553,11 @@ class Executor:
         """Keep the slots full until ``next_job`` has nothing and every job has finished."""
         import ray
 
+        limit = self.resources.max_concurrent
+        assert isinstance(limit, int), "max_concurrent = 'auto' is resolved before any run"
         may_have_more = True
         while True:
-            while may_have_more and len(self.inflight) < self.resources.max_concurrent:
+            while may_have_more and len(self.inflight) < limit:
                 job = next_job()
                 if job is None:
                     may_have_more = False

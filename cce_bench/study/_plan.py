@@ -69,9 +69,10 @@ class StudyPlan:
     def run_hours(self) -> tuple[float, float] | None:
         """Run-hours of the whole study, least and most; None when a backbone has no rate."""
         spans = [row.run_hours for row in self.rows]
-        if any(span is None for span in spans):
+        known = [span for span in spans if span is not None]
+        if len(known) < len(spans):
             return None
-        return sum(s[0] for s in spans), sum(s[1] for s in spans)  # type: ignore[index]
+        return sum(low for low, _ in known), sum(high for _, high in known)
 
     @property
     def wall_hours(self) -> tuple[float, float] | None:
@@ -130,10 +131,11 @@ def plan_study(
             PlanRow(backbone, "tune", size, (trials, trials), (tuned, tuned),
                     (trials * epochs * parts["val"],) * 2, rate)
         )  # fmt: skip
+        least, most = evaluated
+        per_run = epochs * (parts["train"] + parts["val"])
         rows.append(
-            PlanRow(backbone, "evaluate", size, evaluated,
-                    tuple(n * epochs * (parts["train"] + parts["val"]) for n in evaluated),
-                    tuple(n * epochs * parts["test"] for n in evaluated), rate, seeds)
+            PlanRow(backbone, "evaluate", size, evaluated, (least * per_run, most * per_run),
+                    (least * epochs * parts["test"], most * epochs * parts["test"]), rate, seeds)
         )  # fmt: skip
     return StudyPlan(tuple(rows), max(1, slots), throughput_source)
 
