@@ -46,7 +46,7 @@ def test_a_usage_error_still_names_its_cause(capsys):
 @pytest.mark.parametrize(
     ("choice", "module", "registry"),
     [
-        (LossName, "cce_bench.losses", "_REGISTRY"),
+        (LossName, "cce_bench.loss_registry", "_REGISTRY"),
         (SplitName, "cce_bench.data.splits", "SPLIT_KINDS"),
         (DeviceName, "cce_bench.train._spec", "DEVICES"),
         (SourceName, "cce_bench.data.sources", "SOURCES"),
