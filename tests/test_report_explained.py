@@ -185,3 +185,12 @@ def test_study_section_shows_the_data_folder_without_its_machine_path() -> None:
     line = _data_line(data)
     assert "`…/ham10000`" in line
     assert "/home/someone" not in line
+
+
+def test_bottom_line_marks_a_verdict_that_rests_on_normality() -> None:
+    """The committed example's two "CE better" verdicts have 5 seeds, fewer than the 8 with which
+    a sign-flip test could reach alpha/4 (the rebuild test holds the file to its runs)."""
+    report = Path(__file__).resolve().parents[1] / "docs" / "example-report" / "report.md"
+    bottom = report.read_text().split("## Bottom line")[1].split("\n## ")[0]
+    assert bottom.count("rests on normality (with 5 seeds no distribution-free test") == 2
+    assert "CCE-tau vs CE: rests on normality" not in bottom  # inconclusive: nothing rests

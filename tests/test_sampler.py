@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_config import study_file
 
 from cce_bench.errors import StudyConfigError
 from cce_bench.train import RunSpec, RunSpecError
 from cce_bench.train._loop import balanced_batches, epoch_batches
-from test_config import study_file
 
 FIXTURE = Path(__file__).parent / "fixtures" / "report_study"
 GENERATED = ("report.md", "runs.csv", "summary.csv", "stats.csv", "figures")

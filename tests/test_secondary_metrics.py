@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from test_config import study_file
 
 from cce_bench.errors import StudyConfigError
 from cce_bench.report import build_report
@@ -13,7 +14,6 @@ from cce_bench.report._build import judge
 from cce_bench.report._families import analysis_plan
 from cce_bench.report._results import load_results
 from cce_bench.report._secondary import secondary_frame
-from test_config import study_file
 
 FIXTURE = Path(__file__).parent / "fixtures" / "report_study"
 GENERATED = ("report.md", "runs.csv", "summary.csv", "stats.csv", "figures")

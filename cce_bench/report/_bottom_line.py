@@ -138,4 +138,11 @@ def _caveats(
                 f"{labels[row.arm]} vs {labels[row.baseline]}: the interval reaches 0 once "
                 "test-set sampling is added (the verdict is about this test set)"
             )
+        decided = str(getattr(row, "verdict", "inconclusive")) != "inconclusive"
+        reachable = getattr(row, "sign_flip_reachable", math.nan)
+        if decided and reachable in (False, 0.0):  # NaN: not a confirmatory row
+            caveats.append(
+                f"{labels[row.arm]} vs {labels[row.baseline]}: rests on normality (with "
+                f"{int(row.n)} seeds no distribution-free test could reach the family's level)"
+            )
     return caveats
