@@ -40,7 +40,7 @@ test: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --durations=25
 	ATEN_CPU_CAPABILITY=avx2 $(BIN)/pytest -q -p no:cacheprovider tests/test_losses.py tests/test_metrics.py
 
 # The suite must not depend on the machine's speed: run it while a CPU-bound process holds one
