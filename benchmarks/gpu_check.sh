@@ -29,8 +29,8 @@ done
 export HF_HUB_OFFLINE=1 RAY_USAGE_STATS_ENABLED=0 PYTHONUNBUFFERED=1
 python=${PYTHON:-python3}
 venv=${GPU_CHECK_VENV:-.venv}
-# One source of truth for the torch pins: the Makefile (timm needs a matching torchvision).
-pins=$(grep -o 'torch==[0-9][0-9.]* torchvision==[0-9][0-9.]*' Makefile | head -n 1)
+# One source of truth for the torch pins: constraints.txt (timm needs a matching torchvision).
+pins=$(grep -oE '^(torch|torchvision)==[0-9][0-9.]*' constraints.txt | tr '\n' ' ' | sed 's/ $//')
 
 run() {
     echo "  \$ $*"
