@@ -6,7 +6,7 @@ Two measurements, printed as rich tables:
    ``torch.nn.functional.cross_entropy`` on the same logits and targets, N in {256, 4096, 65536},
    C in {7, 100}, on CPU (and CUDA when present), as the ratio of medians;
 2. the loss's share of one training step of timm's ``resnet18`` (random init, batch 64, 64 px,
-   channels_last, CPU, SGD) for CE and CCE. Issue 2's targets: CCE / CE <= 1.5 at N = 65536,
+   channels_last, CPU, SGD) for CE and CCE. The targets set for it: CCE / CE <= 1.5 at N = 65536,
    C = 7, and a loss share <= 1%.
 
 Timing: each loss runs in blocks of repeats after a warm-up, several blocks spread over the run,

@@ -1,6 +1,6 @@
 """A study on a real two-node Ray cluster on this machine, which loses its worker node mid-study.
 
-Issue 7: start a head node and a worker node with ``ray start`` (one CPU each, so that the two
+Start a head node and a worker node with ``ray start`` (one CPU each, so that the two
 concurrent runs land one on each node), run a small study through ``cce-bench run --address``,
 SIGKILL the worker node as soon as it has finished a run, and check that the study completes on
 the head node with nothing lost or duplicated. Each node's processes form one session, started
