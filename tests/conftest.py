@@ -65,3 +65,31 @@ def finished_study(_ray_for_the_session, tmp_path_factory):
         main(["run", str(study), "--results-dir", str(folder / "results")])
     assert exit_info.value.code == 0, output.getvalue()
     return study, folder / "results" / "tiny", output.getvalue()
+
+
+#: Test files by how long they take (their Ray studies, the two-node cluster), longest first.
+#: Two xdist workers take whole files in collection order, so starting the long ones first keeps
+#: one long file from running alone at the end while the other worker idles (the slowest tests
+#: are printed by `make test`; refresh this list from them).
+LONGEST_FILES_FIRST = (
+    "test_study_e2e.py",
+    "test_cluster.py",
+    "test_faults.py",
+    "test_errors_catalogue.py",
+    "test_gpu_readiness.py",
+    "test_gpu_cluster.py",
+    "test_sequential_study.py",
+    "test_json_for_scripts.py",
+    "test_example_report.py",
+    "test_pretrained.py",
+    "test_engine_execution.py",
+    "test_tuning_replicates.py",
+    "test_determinism.py",
+    "test_report.py",
+)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Long files first (a stable sort: the order within each file is kept)."""
+    rank = {name: index for index, name in enumerate(LONGEST_FILES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
