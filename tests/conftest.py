@@ -20,6 +20,25 @@ def _ray_for_the_session():
         ray.shutdown()
 
 
+@pytest.fixture
+def loopback_only(monkeypatch):
+    """Any connection to a host other than 127.0.0.1 fails the test; download retries do not
+    pause, and no mirror set in the environment applies (the download tests use it)."""
+    import socket
+
+    from cce_bench.data import fetch
+
+    connect = socket.create_connection
+
+    def guarded(address, *args, **kwargs):
+        assert address[0] in ("127.0.0.1", "localhost"), f"a test tried to reach {address[0]}"
+        return connect(address, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "create_connection", guarded)
+    monkeypatch.setattr(fetch, "RETRY_PAUSE_S", 0.0)
+    monkeypatch.delenv("CCE_BENCH_DOWNLOAD_BASE", raising=False)
+
+
 def _ensure_local_ray() -> None:
     import ray
 

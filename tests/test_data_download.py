@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import stat
 import zipfile
 from pathlib import Path
@@ -44,18 +43,7 @@ LISTING = "/api/datasets/:persistentId/versions/:latest/files?persistentId=doi:1
 NPZ = "dermamnist.npz"
 
 
-@pytest.fixture(autouse=True)
-def loopback_only(monkeypatch):
-    """Any connection to a host other than 127.0.0.1 fails the test; retries do not pause."""
-    connect = socket.create_connection
-
-    def guarded(address, *args, **kwargs):
-        assert address[0] in ("127.0.0.1", "localhost"), f"a test tried to reach {address[0]}"
-        return connect(address, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "create_connection", guarded)
-    monkeypatch.setattr(fetch, "RETRY_PAUSE_S", 0.0)
-    monkeypatch.delenv("CCE_BENCH_DOWNLOAD_BASE", raising=False)
+pytestmark = pytest.mark.usefixtures("loopback_only")
 
 
 def _cli(capsys, *args: str) -> tuple[int, str, str]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import socket
 
 import pytest
 from download_server import (
@@ -18,24 +17,14 @@ from download_server import (
     serving,
 )
 
-from cce_bench.data import catalogue, download, fetch
+from cce_bench.data import catalogue, download
 from cce_bench.data.download import download_dataset
 
 PART_1, PART_2 = "HAM10000_images_part_1.zip", "HAM10000_images_part_2.zip"
 LISTING = "/api/datasets/:persistentId/versions/:latest/files?persistentId=doi:10.7910/DVN/DBW86T"
 
 
-@pytest.fixture(autouse=True)
-def loopback_only(monkeypatch):
-    connect = socket.create_connection
-
-    def guarded(address, *args, **kwargs):
-        assert address[0] in ("127.0.0.1", "localhost"), f"a test tried to reach {address[0]}"
-        return connect(address, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "create_connection", guarded)
-    monkeypatch.setattr(fetch, "RETRY_PAUSE_S", 0.0)
-    monkeypatch.delenv("CCE_BENCH_DOWNLOAD_BASE", raising=False)
+pytestmark = pytest.mark.usefixtures("loopback_only")
 
 
 def _damaged(body: bytes) -> bytes:
