@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from cce_bench.study.storage import MASK, sqlite_path
+from cce_bench.study.storage import MASK, open_readonly_storage, sqlite_path
 
 #: Parameters shown as columns in the tuning table; loss parameters follow in one column.
 COMMON_PARAMS: tuple[str, ...] = ("lr", "aug_strength")
@@ -56,12 +56,15 @@ def read_tuning(
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     try:
-        storage = optuna.storages.RDBStorage(storage_url)
+        # The reader every read path shares: a report never changes the storage it reads.
+        storage = open_readonly_storage(storage_url)
     except Exception as error:  # any driver or URL error means the same to a report
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         return _without_data(study_names), f"no tuning data (storage unreadable: {reason})"
     finally:
         optuna.logging.set_verbosity(verbosity)
+    if storage is None:  # the file went between the check above and the opening
+        return _without_data(study_names), "no tuning data (no Optuna storage in the folder)"
     stored = {summary.study_name for summary in storage.get_all_studies()}
     tunings = []
     for (backbone, arm), names in study_names.items():
